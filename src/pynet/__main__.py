@@ -1,0 +1,5 @@
+import sys
+
+from pynet.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""pynet.daemon"""
