@@ -1,0 +1,56 @@
+"""Names of the nftables backend's per-service objects (kube-proxy's nftables naming scheme).
+
+A service port's objects are named ``<kind>-<HASH>-<ns>/<name>/<proto>/<port>``, where HASH is a
+stable 8-character base32 digest of the family and the readable part (so truncation never makes two
+ports collide) and ``<port>`` is the port's name (or its number when unnamed). Endpoint chains and
+affinity sets append ``__<ip>/<port>`` and hash that too. All names fit NFT_NAME_MAX.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+from pynet.nft.objects import NFT_NAME_MAX, check_name
+from pynet.proxy.model import Endpoint, ServicePort
+
+__all__ = ["affinity_set", "endpoint_chain", "port_chain"]
+
+_READABLE_MAX = 200  # leaves room for the kind prefix, the hash and the endpoint suffix
+
+
+def _hash(text: str) -> str:
+    return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()[:8]
+
+
+def _readable(sp: ServicePort) -> str:
+    port = sp.name.port or str(sp.port)
+    return f"{sp.name.service.namespace}/{sp.name.service.name}/{sp.protocol.value.lower()}/{port}"[:_READABLE_MAX]
+
+
+def port_chain(kind: str, sp: ServicePort) -> str:
+    """``service``/``local``/``external``/``firewall`` chain of one service port.
+
+    >>> from ipaddress import ip_address
+    >>> from pynet.proxy.model import *
+    >>> spn = ServicePortName(NamespacedName("default", "web"), "http", Protocol.TCP)
+    >>> port_chain("service", ServicePort(spn, IPFamily.V4, ip_address("10.96.0.10"), 80, Protocol.TCP))
+    'service-72EWMOM4-default/web/tcp/http'
+    """
+    readable = _readable(sp)
+    return check_name(f"{kind}-{_hash(f'{sp.family}/{readable}')}-{readable}")
+
+
+def _ep_suffix(ep: Endpoint) -> str:
+    return f"{ep.ip}/{ep.port}"
+
+
+def endpoint_chain(sp: ServicePort, ep: Endpoint) -> str:
+    readable = f"{_readable(sp)}__{_ep_suffix(ep)}"
+    return check_name(f"endpoint-{_hash(f'{sp.family}/{readable}')}-{readable}"[:NFT_NAME_MAX])
+
+
+def affinity_set(sp: ServicePort, ep: Endpoint, timeout: int) -> str:
+    """The ClientIP-affinity set of one endpoint; the timeout is hashed in, so changing it renames."""
+    readable = f"{_readable(sp)}__{_ep_suffix(ep)}"
+    return check_name(f"affinity-{_hash(f'{sp.family}/{timeout}/{readable}')}-{readable}"[:NFT_NAME_MAX])
