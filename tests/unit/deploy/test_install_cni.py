@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import pytest
 from pynet import cli
 from pynet.deploy import files as files_mod
 from pynet.deploy import install_cni
+from pynet.deploy.bundle import package_dir
 from pynet.deploy.files import TMP_PREFIX, Artifact, InstallError, install_file
 
 CONFLIST = {
@@ -29,6 +31,24 @@ CONFLIST = {
     "plugins": [{"type": "pynet", "ipam": {"type": "pynet-ipam"}}, {"type": "portmap"}],
 }
 LAUNCHER = b'#!/usr/bin/python3 -IS\nHOME = "@PYNET_HOME@"\nprint(HOME)\n'
+
+
+@pytest.fixture(scope="module")
+def pynet_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    snapshot = tmp_path_factory.mktemp("snapshot") / "pynet"
+    shutil.copytree(package_dir("pynet"), snapshot, ignore=shutil.ignore_patterns("__pycache__"))
+    return snapshot
+
+
+@pytest.fixture(autouse=True)
+def frozen_pynet(pynet_snapshot: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Bundle a snapshot of the pynet package: other people edit the live tree while tests run."""
+
+    def fake_package_dir(name: str) -> Path:
+        return pynet_snapshot if name == "pynet" else package_dir(name)
+
+    monkeypatch.setattr(install_cni, "package_dir", fake_package_dir)
+    return pynet_snapshot
 
 
 @pytest.fixture
@@ -207,7 +227,7 @@ def test_relative_destination_is_refused(tmp_path: Path, source: Path) -> None:
         _opts(tmp_path / "root", source, "--bin-dir", "opt/cni/bin")
 
 
-def test_home_dir_bundle_is_versioned_and_pruned(tmp_path: Path, source: Path) -> None:
+def test_home_dir_bundle_is_versioned_and_pruned(tmp_path: Path, source: Path, frozen_pynet: Path) -> None:
     root = tmp_path / "root"
     opts = _opts(root, source, "--home-dir", "/opt/pynet")
     install_cni.install(opts)
