@@ -8,7 +8,7 @@ APT_PACKAGES=(
   python3 python3-venv python3-pip python3-nftables   # Debian's interpreter + libnftables bindings
   iproute2 nftables iptables ipset conntrack ethtool   # the data planes and their tools
   containernetworking-plugins                          # reference bridge/host-local/portmap/bandwidth
-  podman busybox-static uidmap                         # a real runtime calling the plugin (tests)
+  podman busybox-static uidmap runc                    # a real runtime calling the plugin (tests; runc: crun refuses hybrid cgroups)
   iperf3 socat tcpdump                                 # lab traffic and benchmarks
   ruby shellcheck make                                 # Vagrantfile and provisioning checks
 )
