@@ -38,6 +38,7 @@ from pynet.iptables import (
     Table,
     Variant,
     detect_variant,
+    quote,
     subprocess_exec,
 )
 from pynet.proxy.backends.base import BackendUnavailable, SyncError
@@ -63,7 +64,7 @@ class _FamilyCache:
     ctx: RenderContext | None = None
     fragments: dict[ServicePortName, PortFragment] = field(default_factory=dict)
     shared: dict[ChainKey, tuple[str, ...]] = field(default_factory=dict)
-    members: set[str] = field(default_factory=set)
+    members: dict[str, set[str]] = field(default_factory=dict)  # ipset name -> members
 
 
 @dataclass(frozen=True)
@@ -203,19 +204,24 @@ class IptablesBackend:
 
     def _shared(
         self, fragments: Mapping[ServicePortName, PortFragment], ctx: RenderContext, family: IPFamily
-    ) -> tuple[dict[ChainKey, tuple[str, ...]], set[str]]:
-        """Chains built from all ports (dispatch, NodePorts, filter lists) plus the ipset members."""
+    ) -> tuple[dict[ChainKey, tuple[str, ...]], dict[str, set[str]]]:
+        """Chains built from all ports (dispatch, NodePorts, filter lists) plus the ipsets' members."""
         frags = [fragments[k] for k in sorted(fragments)]
         chains: dict[ChainKey, tuple[str, ...]] = dict(static_chains(ctx))
         entries = [e for f in frags for e in f.dispatch]
         services: list[str] = []
-        members: set[str] = set()
+        f_services = [r for f in frags for r in f.filter_services]
+        members: dict[str, set[str]] = {}
         if self._dispatch == "tree":
             root, tree = build_tree(entries)
             chains.update((("nat", name), tuple(rules)) for name, rules in tree.items())
+            if self.use_set:
+                members[n.service_set(family)] = {e.set_member for e in entries}
+                members[n.cluster_ip_set(family)] = {str(f.cluster_ip) for f in frags if f.cluster_ip is not None}
+                f_services.append(f"-m comment --comment {quote('cluster IP, port of no service')} "
+                                  f"-m set --match-set {n.cluster_ip_set(family)} dst -j REJECT")
             if root is not None:
                 if self.use_set:
-                    members = {e.set_member for e in entries}
                     services.append(f"-m set --match-set {n.service_set(family)} dst,dst -j {root}")
                 else:
                     services.append(f"-j {root}")
@@ -224,7 +230,7 @@ class IptablesBackend:
         services.extend(f"-d {host(ip)} -j {n.NODEPORTS}" for ip in ctx.nodeport_ips)
         chains[("nat", n.SERVICES)] = tuple(services)
         chains[("nat", n.NODEPORTS)] = tuple(r for f in frags for r in f.nodeports)
-        chains[("filter", n.FILTER_SERVICES)] = tuple(r for f in frags for r in f.filter_services)
+        chains[("filter", n.FILTER_SERVICES)] = tuple(f_services)
         f_nodeports = tuple(r for f in frags for r in f.filter_nodeports)
         chains[("filter", n.FILTER_NODEPORTS)] = f_nodeports
         chains[("filter", n.EXTERNAL_SERVICES)] = (
@@ -274,18 +280,17 @@ class IptablesBackend:
                     deleting.setdefault(table, set()).add(chain)
         self._hook(r, saved, deleting)
 
-        set_name = n.service_set(state.family)
-        current: set[str] = set()
-        if self.use_set:
-            if set_name in self._ipset.list_names():
-                current = self._ipset.members(set_name)
-            self._ipset.apply(set_name, "hash:ip,port", _ipset_family(state.family), add=sorted(members - current),
-                              create=True)
+        current: dict[str, set[str]] = {}
+        if members:
+            existing = set(self._ipset.list_names())
+            current = {s: self._ipset.members(s) if s in existing else set() for s in members}
+        self._grow_sets(state.family, members, current, create=True)
         ipt.restore(r)
-        if self.use_set:
-            self._ipset.apply(set_name, "hash:ip,port", _ipset_family(state.family), delete=sorted(current - members))
-        elif self._dispatch == "linear" and set_name in self._ipset_names_safe():
-            self._ipset.destroy(set_name)  # left from the tree mode; no rule uses it any more
+        self._shrink_sets(state.family, members, current)
+        if not self.use_set:  # sets left from the tree mode; no rule uses them any more
+            for name in (n.service_set(state.family), n.cluster_ip_set(state.family)):
+                if name in self._ipset_names_safe():
+                    self._ipset.destroy(name)
         self._commit(cache, ctx, fragments, shared, members, r, full=True)
 
     def _partial_sync(self, ipt: Iptables, state: ProxyState, changed: frozenset[NamespacedName],
@@ -315,18 +320,14 @@ class IptablesBackend:
         for chain in gone:
             r.delete_chain(Table.NAT, chain)
 
-        set_name = n.service_set(state.family)
-        if self.use_set and members - cache.members:
-            self._ipset.apply(set_name, "hash:ip,port", _ipset_family(state.family),
-                              add=sorted(members - cache.members))
+        self._grow_sets(state.family, members, cache.members)
         ipt.restore(r)
-        if self.use_set and cache.members - members:
-            self._ipset.apply(set_name, "hash:ip,port", _ipset_family(state.family),
-                              delete=sorted(cache.members - members))
+        self._shrink_sets(state.family, members, cache.members)
         self._commit(cache, ctx, fragments, shared, members, r, full=False)
 
     def _commit(self, cache: _FamilyCache, ctx: RenderContext, fragments: dict[ServicePortName, PortFragment],
-                shared: dict[ChainKey, tuple[str, ...]], members: set[str], r: RestoreInput, *, full: bool) -> None:
+                shared: dict[ChainKey, tuple[str, ...]], members: dict[str, set[str]], r: RestoreInput, *,
+                full: bool) -> None:
         cache.synced, cache.ctx, cache.fragments, cache.shared, cache.members = True, ctx, fragments, shared, members
         written = sum(len(r.declared(t)) - len(r.deleted(t)) for t in r.tables())
         deleted = sum(len(r.deleted(t)) for t in r.tables())
@@ -334,11 +335,30 @@ class IptablesBackend:
         log.debug("iptables sync done", extra={"kv": {"full": full, "family": int(ctx.family),
                                                       "written": written, "deleted": deleted}})
 
+    def _grow_sets(self, family: IPFamily, members: dict[str, set[str]], current: dict[str, set[str]],
+                   create: bool = False) -> None:
+        """Before the restore: create the sets and add new members (rules may need them)."""
+        for name, want in members.items():
+            add = sorted(want - current.get(name, set()))
+            if add or create:
+                self._ipset.apply(name, _set_type(name), _ipset_family(family), add=add, create=create)
+
+    def _shrink_sets(self, family: IPFamily, members: dict[str, set[str]], current: dict[str, set[str]]) -> None:
+        """After the restore: drop members no rule needs any more."""
+        for name, have in current.items():
+            gone = sorted(have - members.get(name, set()))
+            if gone:
+                self._ipset.apply(name, _set_type(name), _ipset_family(family), delete=gone)
+
     def _ipset_names_safe(self) -> Iterable[str]:
         try:
             return self._ipset.list_names()
         except IptablesError:
             return ()
+
+
+def _set_type(name: str) -> str:
+    return "hash:ip" if "-cip-" in name else "hash:ip,port"
 
 
 def _ipset_family(family: IPFamily) -> str:

@@ -28,6 +28,7 @@ __all__ = [
     "SERVICES",
     "SET_PREFIX",
     "chain_for",
+    "cluster_ip_set",
     "dispatch_chain",
     "endpoint_chain",
     "hash_and_truncate",
@@ -93,3 +94,8 @@ def dispatch_chain(prefix: str) -> str:
 def service_set(family: IPFamily) -> str:
     """The ipset of service destinations (ip,proto:port) for one family."""
     return f"{SET_PREFIX}v{int(family)}"
+
+
+def cluster_ip_set(family: IPFamily) -> str:
+    """The ipset of all cluster IPs (to REJECT ports no service defines) for one family."""
+    return f"{SET_PREFIX}cip-v{int(family)}"

@@ -74,6 +74,7 @@ class PortFragment:
     filter_services: tuple[str, ...] = ()  # filter PYNET-SERVICES (cluster IPs)
     filter_external: tuple[str, ...] = ()  # filter PYNET-EXTERNAL-SERVICES (external IPs, LB IPs)
     filter_nodeports: tuple[str, ...] = ()  # filter PYNET-NODEPORTS
+    cluster_ip: IPAddress | None = None  # for the "known cluster IP, unknown port" REJECT
 
 
 def host(ip: IPAddress | IPNetwork) -> str:
@@ -204,6 +205,7 @@ def render_port(sp: ServicePort, endpoints: Iterable[Endpoint], ctx: RenderConte
     return PortFragment(
         nat_chains=MappingProxyType(chains), dispatch=tuple(dispatch), nodeports=tuple(nodeports),
         filter_services=tuple(f_services), filter_external=tuple(f_external), filter_nodeports=tuple(f_nodeports),
+        cluster_ip=sp.cluster_ip,
     )
 
 
