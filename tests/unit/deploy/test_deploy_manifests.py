@@ -8,7 +8,9 @@ nodes, and is bound to the DaemonSet's service account; the DaemonSet's security
 (capabilities per backend, never privileged, RuntimeDefault seccomp, host network, tolerations,
 requests and limits, health probes on the health address the agent is given, NODE_NAME from the
 downward API, the hostPath mounts); every ConfigMap key the pod reads exists; the init container's
-and the agent's arguments are accepted by the real command-line parsers.
+and the agent's arguments are accepted by the real command-line parsers; the clean-up DaemonSet
+(``deploy/uninstall``) runs ``--cleanup`` with every backend's capabilities and uninstalls exactly
+what the init container installed.
 """
 
 from __future__ import annotations
@@ -69,10 +71,11 @@ def container(ds: Obj, name: str, init: bool = False) -> Obj:
 
 
 def raw_manifests() -> list[Path]:
-    return sorted(p for p in (DEPLOY / "base").glob("*.yaml") if p.name != "kustomization.yaml")
+    found = [*(DEPLOY / "base").glob("*.yaml"), *(DEPLOY / "uninstall").glob("*.yaml")]
+    return sorted((p for p in found if p.name != "kustomization.yaml"), key=str)
 
 
-@pytest.mark.parametrize("path", raw_manifests(), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", raw_manifests(), ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_raw_manifest_validates(path: Path) -> None:
     docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
     assert docs
@@ -258,3 +261,35 @@ def test_agent_arguments_parse(variant: str) -> None:
     args = parser.parse_args(_expand(agent["args"], _pod_env(objs, agent)))
     assert args.backend == VARIANTS[variant]
     assert args.node_name == "node-1"
+
+
+def test_uninstall_daemonset_cleans_every_backend_and_the_cni_files() -> None:
+    from pynet.daemon import cli as agent_cli
+
+    objs = render("uninstall")
+    assert sorted(o["kind"] for o in objs) == ["DaemonSet", "Namespace"]
+    for obj in objs:
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    ds = one(objs, "DaemonSet")
+    pod = ds["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False and {"operator": "Exists"} in pod["tolerations"]
+    rules = container(ds, "cleanup-rules", init=True)
+    assert rules["command"][:2] == ["pynet", "agent"]
+    parser = argparse.ArgumentParser()
+    agent_cli.add_arguments(parser)
+    args = parser.parse_args(_expand(rules["command"][2:], {"NODE_NAME": "node-1"}))
+    assert args.cleanup is True
+    assert rules["securityContext"]["capabilities"]["add"] == EBPF_CAPS  # every backend, ebpf included
+    cni = container(ds, "uninstall-cni", init=True)
+    assert cni["command"][:2] == ["pynet", "install-cni"]
+    parser = argparse.ArgumentParser()
+    install_cni.add_arguments(parser)
+    ns = parser.parse_args(cni["command"][2:])
+    assert ns.uninstall is True
+    # it removes exactly what the install DaemonSet put there
+    installer = container(one(render("."), "DaemonSet"), "install-cni", init=True)
+    parser = argparse.ArgumentParser()
+    install_cni.add_arguments(parser)
+    installed = parser.parse_args(installer["args"])
+    for key in ("root", "bin_dir", "conf_dir", "home_dir"):
+        assert getattr(ns, key) == getattr(installed, key), key
