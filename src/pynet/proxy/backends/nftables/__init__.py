@@ -269,11 +269,12 @@ class NftablesBackend:
 
     def _retire(self, tx: Transaction, chains: set[str], *, flush_first: bool) -> None:
         """Flush chains nobody needs; delete them now or, on old kernels, after the grace period."""
-        for name in sorted(chains):
-            if name in self._stale_chains:
-                continue
-            if flush_first:
+        retiring = sorted(n for n in chains if n not in self._stale_chains)
+        # every flush before any delete: retiring chains jump to each other (service -> endpoint)
+        if flush_first:
+            for name in retiring:
                 tx.flush(Chain(name))
+        for name in retiring:
             if self.stale_chain_grace <= 0:
                 tx.delete(Chain(name))
             else:
