@@ -11,6 +11,7 @@ the root network namespace or the machine's podman/CNI state directories
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tempfile
 from collections.abc import Iterator
@@ -56,9 +57,17 @@ def eth0_address(sb: PodmanSandbox, container: str) -> str:
     return m.group(1)
 
 
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
 def records(data_dir: Path, net: str) -> dict[str, str]:
     d = data_dir / net
-    return {p.name: p.read_bytes().decode() for p in d.iterdir() if p.name[0].isdigit()} if d.exists() else {}
+    return {p.name: p.read_bytes().decode() for p in d.iterdir() if _is_ip(p.name)} if d.exists() else {}
 
 
 @pytest.mark.parametrize(
