@@ -21,7 +21,7 @@ from pynet.testing.plugin import REPO_ROOT
 
 PYNET_IPAM = str(REPO_ROOT / "cni-bin" / "pynet-ipam")
 PYNET = str(REPO_ROOT / "cni-bin" / "pynet")
-CNI_PATH = "/tmp/ipam-dev/bin:/usr/lib/cni"
+CNI_PATH = f"{REPO_ROOT / 'cni-bin'}:/usr/lib/cni"
 
 
 def cni_env(command: str, cid: str = "", netns: str = "", ifname: str = "eth0", args: str = "") -> dict[str, str]:
