@@ -20,6 +20,7 @@ import functools
 import json
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -293,3 +294,24 @@ def test_uninstall_daemonset_cleans_every_backend_and_the_cni_files() -> None:
     installed = parser.parse_args(installer["args"])
     for key in ("root", "bin_dir", "conf_dir", "home_dir"):
         assert getattr(ns, key) == getattr(installed, key), key
+
+
+def test_operator_guide_example_kustomization_renders(tmp_path: Path) -> None:
+    """The 'your own kustomization' example of docs/operator-guide.md works as written."""
+    guide = (DEPLOY.parent / "docs" / "operator-guide.md").read_text()
+    block = re.search(r"```yaml\n# my-cluster/kustomization.yaml\n(.*?)```", guide, re.S)
+    assert block is not None
+    (tmp_path / "pynet").mkdir()
+    shutil.copytree(DEPLOY, tmp_path / "pynet" / "deploy")
+    (tmp_path / "my-cluster").mkdir()
+    (tmp_path / "my-cluster" / "kustomization.yaml").write_text(block.group(1))
+    proc = subprocess.run(
+        [KUBECTL, "kustomize", str(tmp_path / "my-cluster")], capture_output=True, text=True, timeout=30
+    )
+    assert proc.returncode == 0, proc.stderr
+    objs = tuple(d for d in yaml.safe_load_all(proc.stdout) if d)
+    data = one(objs, "ConfigMap")["data"]
+    assert (data["backend"], data["cluster-cidr"]) == ("iptables", "10.32.0.0/16")
+    ds = one(objs, "DaemonSet")
+    assert container(ds, "agent")["image"] == "registry.example/pynet:0.1.0"
+    assert container(ds, "install-cni", init=True)["image"] == "registry.example/pynet:0.1.0"
