@@ -16,7 +16,7 @@ import pytest
 from pynet.testing.services import AgentProcess, ManifestDir, ServiceLab, node_manifest, wait_until
 
 #: every backend that must pass the packet-level scenarios
-SCENARIO_BACKENDS = ["nftables"]
+SCENARIO_BACKENDS = ["nftables", "iptables"]
 
 AGENT_FLAGS = ("--source-poll-interval", "0.1")
 
