@@ -77,6 +77,7 @@ def derive_conflist(base: dict[str, Any], plan: LabPlan, node: NodePlan) -> dict
       ``pynet-ipam`` with ``subnet: usePodCidr``, ``podCidrFile`` = ``<lab>/<node>/pod-cidr``;
     - ``mtu``: underlay MTU minus the VXLAN overhead with the vxlan overlay (so full-size pod packets
       fit the tunnel), the underlay MTU with host-gw;
+    - ``ipMasq``: off (it would masquerade cross-node pod traffic, see below);
     - ``vxlan``: kept with the vxlan overlay (the plugin ensures the device on ADD, pinned to the
       node's address and uplink), dropped with host-gw (no tunnel device at all).
     """
@@ -93,6 +94,9 @@ def derive_conflist(base: dict[str, Any], plan: LabPlan, node: NodePlan) -> dict
                 ipam.pop("subnet", None)
                 ipam["ranges"] = [[{"subnet": str(node.pod_cidr)}]]
         if plugin.get("type") == "pynet":
+            # ipMasq (reference-bridge semantics) exempts only the node's own pod subnet, so it would
+            # NAT pod-to-pod traffic between nodes; lab pods need no egress beyond the cluster.
+            plugin["ipMasq"] = False
             if plan.overlay == "vxlan":
                 plugin["mtu"] = UNDERLAY_MTU - VXLAN_OVERHEAD
                 vx = dict(plugin.get("vxlan") or {"vni": 1})

@@ -86,3 +86,39 @@ def test_removing_a_node_from_the_manifests(tmp_path: Path) -> None:
     plan = LabPlan.build("t", nodes=3)
     write_manifest(tmp_path, "nodes.yaml", render_nodes(plan, exclude=["node2"]))
     assert {k[1][1] for k in parse_manifests(tmp_path / "nodes.yaml")} == {"node1", "node3"}
+
+
+BASE = {
+    "cniVersion": "1.0.0",
+    "name": "pynet",
+    "plugins": [
+        {"type": "pynet", "bridge": "pynet0", "isGateway": True, "ipMasq": True, "vxlan": {"vni": 1},
+         "ipam": {"type": "pynet-ipam", "subnet": "usePodCidr", "dataDir": "/var/lib/cni/networks"}},
+        {"type": "portmap", "capabilities": {"portMappings": True}},
+    ],
+}
+
+
+def test_derived_conflist_vxlan() -> None:
+    from pynet.lab.lab import derive_conflist
+
+    plan = LabPlan.build("t", nodes=2, root=Path("/run/x"))
+    conf = derive_conflist(BASE, plan, plan.node(2))
+    main = conf["plugins"][0]
+    assert main["ipam"] == {"type": "pynet-ipam", "subnet": "usePodCidr", "dataDir": "/run/x/t/node2/ipam",
+                            "podCidrFile": "/run/x/t/node2/pod-cidr"}
+    assert main["mtu"] == 1450 and main["ipMasq"] is False
+    assert main["vxlan"] == {"vni": 1, "local": "192.168.100.12", "dev": "eth0"}
+    assert conf["plugins"][1] == BASE["plugins"][1]
+    assert BASE["plugins"][0]["ipam"]["dataDir"] == "/var/lib/cni/networks"  # type: ignore[index]
+
+
+def test_derived_conflist_host_gw_and_host_local() -> None:
+    from pynet.lab.lab import derive_conflist
+
+    plan = LabPlan.build("t", nodes=2, overlay="host-gw", root=Path("/run/x"))
+    conf = derive_conflist(BASE, plan, plan.node(1))
+    assert "vxlan" not in conf["plugins"][0] and conf["plugins"][0]["mtu"] == 1500
+    ref = {"cniVersion": "1.0.0", "name": "r", "plugins": [{"type": "bridge", "ipam": {"type": "host-local"}}]}
+    ipam = derive_conflist(ref, plan, plan.node(1))["plugins"][0]["ipam"]
+    assert ipam["ranges"] == [[{"subnet": "10.244.1.0/24"}]] and ipam["dataDir"] == "/run/x/t/node1/ipam"
