@@ -40,10 +40,11 @@ grep -q '^bpf /sys/fs/bpf ' /etc/fstab || echo 'bpf /sys/fs/bpf bpf defaults 0 0
 # --- packages -----------------------------------------------------------------------------------
 log "installing packages"
 apt-get update -qq
-# python3: the CNI launchers in /opt/cni/bin run on the host with /usr/bin/python3
+# python3 (+ python3-nftables for the plugin's ipMasq rules): the CNI launchers in /opt/cni/bin
+# run on the host with /usr/bin/python3; the rest of their code comes from /opt/pynet
 apt-get install -y -qq --no-install-recommends \
   apt-transport-https ca-certificates curl gpg \
-  containerd podman python3 nftables iptables ipset conntrack iproute2 >/dev/null
+  containerd podman python3 python3-nftables nftables iptables ipset conntrack iproute2 >/dev/null
 # the eBPF backend's bcc compiles against the running kernel's headers (mounted into the agent)
 if [ "${PYNET_BACKEND:-nftables}" = ebpf ]; then
   apt-get install -y -qq --no-install-recommends "linux-headers-$(uname -r)" >/dev/null ||

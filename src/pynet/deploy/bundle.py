@@ -9,8 +9,11 @@ launchers.
 Layout, versioned so that an upgrade never mixes old and new modules under a running plugin::
 
     <home>/releases/<digest>/src/pynet/...      the pynet package
-    <home>/releases/<digest>/lib/pyroute2/...   third-party pure-Python packages
+    <home>/releases/<digest>/src/pyroute2/...   third-party pure-Python packages, beside it
     <home>/current -> releases/<digest>         symlink, swapped atomically (rename)
+
+``<home>/current`` thus looks like a checkout to the launchers: they put ``<home>/src`` on
+``sys.path``, which is all the bundle needs (no venv, no site-packages layout to match).
 
 ``<digest>`` is a hash of every file's relative path, mode and bytes, so the same code always lands
 in the same release directory and a rerun is a no-op. A release is built under a temporary name and
@@ -74,9 +77,9 @@ def _walk(root: Path) -> Iterator[Path]:
 
 
 def collect_bundle(pynet_dir: Path, libraries: Iterable[Path]) -> list[BundleFile]:
-    """Files of a release: ``src/pynet/**`` from ``pynet_dir`` and ``lib/<name>/**`` per library."""
+    """Files of a release: ``src/pynet/**`` from ``pynet_dir`` and ``src/<name>/**`` per library."""
     trees = [(pynet_dir, Path("src") / pynet_dir.name)]
-    trees += [(lib, Path("lib") / lib.name) for lib in libraries]
+    trees += [(lib, Path("src") / lib.name) for lib in libraries]
     files: list[BundleFile] = []
     for source, prefix in trees:
         if not source.is_dir():

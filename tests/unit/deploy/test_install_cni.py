@@ -238,7 +238,7 @@ def test_home_dir_bundle_is_versioned_and_pruned(tmp_path: Path, source: Path, f
     assert (current / "src/pynet/deploy/install_cni.py").read_bytes() == Path(
         install_cni.__file__
     ).read_bytes()
-    assert (current / "lib/pyroute2/__init__.py").is_file()
+    assert (current / "src/pyroute2/__init__.py").is_file()
     assert not list(current.rglob("__pycache__"))
     # the launchers point at <home>/current as the host sees it (no --root prefix)
     assert b'HOME = "/opt/pynet/current"' in (root / "opt/cni/bin/pynet").read_bytes()
@@ -252,7 +252,7 @@ def test_home_dir_bundle_is_versioned_and_pruned(tmp_path: Path, source: Path, f
     install_cni.install(opts_v2)
     second = os.readlink(current)
     assert second != first and releases() == sorted([Path(first).name, Path(second).name])
-    assert (current / "lib/yaml/__init__.py").is_file()
+    assert (current / "src/yaml/__init__.py").is_file()
     # a third version prunes the first
     opts_v3 = _opts(
         root, source, "--home-dir", "/opt/pynet", "--bundle-package", "yaml", "--bundle-package", "pyroute2"
