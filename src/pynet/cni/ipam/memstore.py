@@ -1,11 +1,11 @@
 """An in-memory :class:`~pynet.cni.ipam.store.Store` for tests (like host-local's fake store).
 
-A process-local ``threading.Lock`` stands in for the file lock; nothing survives the object.
+A process-local lock stands in for the file lock; nothing survives the object.
 """
 
 from __future__ import annotations
 
-import threading
+import _thread  # not threading: this module is on the plugin's import path, keep it cheap
 from typing import Self
 
 from pynet.cni.ipam.ranges import IPAddress
@@ -16,7 +16,7 @@ __all__ = ["MemStore"]
 
 class MemStore:
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         self.records: dict[IPAddress, Owner] = {}
         self.last: dict[str, IPAddress] = {}
 

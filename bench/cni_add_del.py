@@ -1,0 +1,205 @@
+#!/usr/bin/env python3
+"""CNI ADD/DEL latency: pynet against the reference bridge + host-local, same machine, same run.
+
+Each implementation gets its own bridge and subnet inside ONE throwaway node netns; every ADD goes
+into a throwaway pod netns. The timing loop itself runs inside the node netns (the script re-executes
+itself under ``ip netns exec``), so a measured call is one fork+exec of the plugin, as a runtime
+does it. Implementations are interleaved call by call, so background load hits them alike.
+
+Modes: ``seq`` (one call at a time, ``--count`` pods) and ``par`` (``--parallel`` calls started
+together, ``--rounds`` times; each call's own latency is recorded). Reported: median and p95 per
+implementation, phase and mode, and the ratio to the reference.
+
+Implementations (``--impl``, repeatable; default all that apply):
+  ref          /usr/lib/cni/bridge with ipam host-local        (Go reference)
+  pynet        cni-bin/pynet with ipam pynet-ipam              (exec path, no agent)
+  pynet-agent  cni-bin/pynet with ipam pynet-ipam and the agent fast path: requires
+               --agent-cmd (started inside the node netns before measuring, killed after) and
+               --agent-env KEY=VALUE given to the plugin (e.g. the socket path)
+  ref-ipam / pynet-ipam   the IPAM plugins alone (host-local vs pynet-ipam)
+
+Example (as root): .venv/bin/python bench/cni_add_del.py --count 40 --parallel 16 --rounds 3
+Nothing touches the root netns; every namespace made here is removed on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from pynet.testing.netns import STANDARD_PATH, TestNetns, random_suffix  # noqa: E402
+
+REF_DIR = "/usr/lib/cni"
+IMPLS: dict[str, dict[str, Any]] = {
+    "ref": {"plugin": f"{REF_DIR}/bridge", "ipam": "host-local", "subnet": "10.201.0.0/16", "bridge": "bref0"},
+    "pynet": {"plugin": str(REPO / "cni-bin" / "pynet"), "ipam": "pynet-ipam", "subnet": "10.202.0.0/16",
+              "bridge": "bpyn0"},
+    "pynet-agent": {"plugin": str(REPO / "cni-bin" / "pynet"), "ipam": "pynet-ipam", "subnet": "10.203.0.0/16",
+                    "bridge": "bpag0"},
+    "ref-ipam": {"plugin": f"{REF_DIR}/host-local", "ipam": "host-local", "subnet": "10.204.0.0/16"},
+    "pynet-ipam": {"plugin": str(REPO / "cni-bin" / "pynet-ipam"), "ipam": "pynet-ipam",
+                   "subnet": "10.205.0.0/16"},
+}
+REFERENCE_OF = {"pynet": "ref", "pynet-agent": "ref", "pynet-ipam": "ref-ipam"}
+
+
+def netconf(impl: str, data_dir: str) -> dict[str, Any]:
+    spec = IMPLS[impl]
+    ipam = {"type": spec["ipam"], "dataDir": data_dir, "ranges": [[{"subnet": spec["subnet"]}]]}
+    conf: dict[str, Any] = {"cniVersion": "1.0.0", "name": f"bench-{impl}", "ipam": ipam}
+    if "bridge" in spec:
+        conf.update(type=Path(spec["plugin"]).name, bridge=spec["bridge"], isGateway=True)
+    else:
+        conf["type"] = spec["ipam"]
+    return conf
+
+
+# -- worker: runs inside the node netns ------------------------------------------------------------
+
+def _call(plugin: str, env: dict[str, str], stdin: bytes) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run([plugin], env=env, input=stdin, capture_output=True, timeout=120)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{plugin} {env['CNI_COMMAND']} failed: {proc.stdout.decode()} {proc.stderr.decode()}")
+    return elapsed
+
+
+def worker(spec: dict[str, Any]) -> dict[str, Any]:
+    impls: list[str] = spec["impls"]
+    pods: dict[str, list[str]] = spec["pods"]
+    confs = {i: json.dumps(netconf(i, spec["data_dir"])).encode() for i in impls}
+    cni_path = f"{REPO / 'cni-bin'}:{REF_DIR}"
+
+    def env(impl: str, command: str, n: int) -> dict[str, str]:
+        e = {"PATH": STANDARD_PATH, "CNI_COMMAND": command, "CNI_CONTAINERID": f"bench-{impl}-{n}",
+             "CNI_NETNS": f"/run/netns/{pods[impl][n]}", "CNI_IFNAME": "eth0", "CNI_PATH": cni_path}
+        if impl == "pynet-agent":
+            e.update(spec["agent_env"])
+        return e
+
+    out: dict[str, Any] = {}
+
+    def record(impl: str, phase: str, mode: str, value: float) -> None:
+        out.setdefault(impl, {}).setdefault(f"{mode}/{phase}", []).append(value)
+
+    # warm the page cache and create each bridge once, outside the measurement
+    for impl in impls:
+        _call(IMPLS[impl]["plugin"], env(impl, "ADD", 0), confs[impl])
+        _call(IMPLS[impl]["plugin"], env(impl, "DEL", 0), confs[impl])
+    count, par, rounds = spec["count"], spec["parallel"], spec["rounds"]
+    for phase in ("ADD", "DEL"):
+        for n in range(count):
+            for impl in impls:
+                record(impl, phase, "seq", _call(IMPLS[impl]["plugin"], env(impl, phase, n), confs[impl]))
+    with ThreadPoolExecutor(max_workers=par) as pool:
+        for _ in range(rounds):
+            for impl in impls:
+                for phase in ("ADD", "DEL"):
+                    t0 = time.perf_counter()
+                    lat = list(pool.map(lambda n, impl=impl, phase=phase: _call(
+                        IMPLS[impl]["plugin"], env(impl, phase, n), confs[impl]), range(par)))
+                    for v in lat:
+                        record(impl, phase, "par", v)
+                    record(impl, phase, "par-batch", time.perf_counter() - t0)
+    return out
+
+
+# -- driver ------------------------------------------------------------------------------------
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+
+
+def report(results: dict[str, Any], args: argparse.Namespace) -> str:
+    lines = [f"command: `{' '.join(shlex.quote(a) for a in sys.argv)}`", "",
+             f"seq: {args.count} sequential calls; par: {args.rounds} rounds of {args.parallel} calls started "
+             "together (per-call latency); par-batch: wall time of a whole round", "",
+             "| impl | mode/phase | n | median ms | p95 ms | median vs reference |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for impl, series in results.items():
+        for key, values in sorted(series.items()):
+            med = statistics.median(values) * 1000
+            ref = REFERENCE_OF.get(impl)
+            ratio = ""
+            if ref in results and key in results[ref]:
+                ratio = f"{med / (statistics.median(results[ref][key]) * 1000):.2f}x"
+            lines.append(f"| {impl} | {key} | {len(values)} | {med:.1f} | {pct(values, 0.95) * 1000:.1f} | {ratio} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--impl", action="append", choices=sorted(IMPLS))
+    ap.add_argument("--count", type=int, default=30)
+    ap.add_argument("--parallel", type=int, default=16)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--agent-cmd", help="command starting pynet's agent fast path inside the node netns")
+    ap.add_argument("--agent-env", action="append", default=[], metavar="KEY=VALUE",
+                    help="environment given to the plugin for the pynet-agent implementation")
+    ap.add_argument("--json", help="also write raw samples here")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        print(json.dumps(worker(json.loads(Path(args.worker).read_text()))))
+        return 0
+    impls = args.impl or ["ref", "pynet", "ref-ipam", "pynet-ipam"] + (["pynet-agent"] if args.agent_cmd else [])
+    if "pynet-agent" in impls and not args.agent_cmd:
+        ap.error("--impl pynet-agent needs --agent-cmd")
+    made: list[TestNetns] = []
+    agent: subprocess.Popen[bytes] | None = None
+    try:
+        node = TestNetns.create("bnode")
+        made.append(node)
+        npods = max(args.count, args.parallel)
+        pods: dict[str, list[str]] = {}
+        for impl in impls:
+            pods[impl] = []
+            for _ in range(npods):
+                if "bridge" in IMPLS[impl]:
+                    ns = TestNetns(f"bpod-{random_suffix()}")
+                    subprocess.run(["ip", "netns", "add", ns.name], check=True)
+                    made.append(ns)
+                    pods[impl].append(ns.name)
+                else:
+                    pods[impl].append(node.name)  # IPAM alone never enters the netns
+        if args.agent_cmd:
+            agent = node.popen(shlex.split(args.agent_cmd))  # type: ignore[assignment]
+            time.sleep(1.0)  # N.B. the agent's own readiness is its business; give it a moment
+        with tempfile.TemporaryDirectory(prefix="pynet-bench-") as tmp:
+            spec = {"impls": impls, "pods": pods, "data_dir": f"{tmp}/ipam", "count": args.count,
+                    "parallel": args.parallel, "rounds": args.rounds,
+                    "agent_env": dict(kv.split("=", 1) for kv in args.agent_env)}
+            spec_file = Path(tmp) / "spec.json"
+            spec_file.write_text(json.dumps(spec))
+            proc = node.run(sys.executable, str(Path(__file__).resolve()), "--worker", str(spec_file), timeout=3600)
+            results = json.loads(proc.stdout)
+        if args.json:
+            Path(args.json).write_text(json.dumps(results))
+        print(report(results, args))
+        return 0
+    finally:
+        if agent is not None and agent.poll() is None:
+            os.kill(agent.pid, signal.SIGTERM)
+            agent.wait(timeout=10)
+        for ns in reversed(made):
+            ns.destroy()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
