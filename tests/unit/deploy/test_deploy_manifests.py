@@ -315,3 +315,27 @@ def test_operator_guide_example_kustomization_renders(tmp_path: Path) -> None:
     ds = one(objs, "DaemonSet")
     assert container(ds, "agent")["image"] == "registry.example/pynet:0.1.0"
     assert container(ds, "install-cni", init=True)["image"] == "registry.example/pynet:0.1.0"
+
+
+def test_cluster_conflist_is_accepted_by_the_plugin_parsers(tmp_path: Path) -> None:
+    """The conflist the DaemonSet installs parses with pynet's own config and IPAM loaders."""
+    from pynet.cni.config import parse_netconf
+    from pynet.cni.ipam.config import load_ipam_config, load_store_location
+
+    conflist = json.loads(one(render("."), "ConfigMap")["data"]["10-pynet.conflist"])
+    assert conflist["cniVersion"] == "1.0.0"  # what containerd/CRI-O and the reference portmap accept
+    assert [p["type"] for p in conflist["plugins"]] == ["pynet", "portmap"]
+    plugin = {**conflist["plugins"][0], "name": conflist["name"], "cniVersion": conflist["cniVersion"]}
+    conf = parse_netconf(plugin, conflist["cniVersion"])
+    assert (conf.mode, conf.bridge, conf.mtu, conf.is_default_gateway) == ("bridge", "pynet0", 1450, True)
+    # the pod CIDR file the agent writes (--pod-cidr-file in the DaemonSet) is the one IPAM reads
+    agent = container(one(render("."), "DaemonSet"), "agent")
+    assert f"--pod-cidr-file={plugin['ipam']['podCidrFile']}" in agent["args"]
+    pod_cidr = tmp_path / "pod-cidr"
+    pod_cidr.write_text("10.244.3.0/24\n")
+    ipam = load_ipam_config({**plugin, "ipam": {**plugin["ipam"], "podCidrFile": str(pod_cidr)}})
+    [[rng]] = [rs.ranges for rs in ipam.range_sets]
+    assert str(rng.subnet) == "10.244.3.0/24"
+    assert load_store_location(plugin) == ("pynet", "/var/lib/cni/networks")
+    # the IPAM store lives under a directory the agent container mounts (CNI fast path, GC)
+    assert "/var/lib/cni" in {m["mountPath"] for m in agent["volumeMounts"]}
