@@ -111,7 +111,7 @@ PER_PROC = 4
 
 def _worker(data: str, n: int, barrier: multiprocessing.synchronize.Barrier, out: multiprocessing.Queue) -> None:  # type: ignore[name-defined, type-arg]
     conf = make_conf(data, [{"subnet": "10.7.0.0/24"}], [{"subnet": "fd00:7::/120"}])
-    barrier.wait(timeout=30)
+    barrier.wait(timeout=120)
     got = []
     for i in range(PER_PROC):
         res = ipam_add(conf, Args(f"p{n}-{i}"))
@@ -128,7 +128,7 @@ def test_concurrent_processes_never_share_an_address(tmp_path: Path) -> None:
     procs = [ctx.Process(target=_worker, args=(str(tmp_path), n, barrier, out)) for n in range(PROCS)]
     for p in procs:
         p.start()
-    results = [out.get(timeout=60) for _ in procs]
+    results = [out.get(timeout=180) for _ in procs]
     for p in procs:
         p.join(timeout=30)
         assert p.exitcode == 0

@@ -91,7 +91,7 @@ def test_bad_input_gets_spec_errors_and_changes_nothing(tmp_path: Path, raw: byt
 def test_public_api_is_pinned() -> None:
     assert sorted(pynet.cni.ipam.__all__) == [
         "DEFAULT_DATA_DIR", "DEFAULT_POD_CIDR_FILE", "FileStore", "IpamConfig", "MemStore", "Owner",
-        "Store", "ipam_add", "ipam_check", "ipam_del", "ipam_gc", "ipam_status", "load_ipam_config"]
+        "Store", "ipam_add", "ipam_check", "ipam_command", "ipam_del", "ipam_gc", "ipam_status", "load_ipam_config"]
 
 
 def test_import_path_is_stdlib_only() -> None:
@@ -100,3 +100,17 @@ def test_import_path_is_stdlib_only() -> None:
             "print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_in_process_command_matches_delegate_shape(tmp_path: Path) -> None:
+    from pynet.cni.ipam import ipam_command
+    from pynet.cni.skel import CmdArgs
+
+    conf = make_conf(tmp_path, [{"subnet": "10.4.0.0/24"}])
+    args = CmdArgs(command="ADD", container_id="c9", netns="/proc/self/ns/net", ifname="eth0", args="",
+                   path=(), stdin=b"", conf=conf, cni_version="1.0.0")
+    res = ipam_command("ADD", args)
+    assert res is not None and [str(i.address) for i in res.ips] == ["10.4.0.2/24"]
+    assert ipam_command("CHECK", args) is None
+    assert ipam_command("DEL", args) is None
+    assert not (tmp_path / "net1" / "10.4.0.2").exists()

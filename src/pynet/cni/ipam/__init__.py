@@ -10,7 +10,7 @@ main plugin may call instead of executing ``pynet-ipam``) and :mod:`.plugin` (th
 
 from __future__ import annotations
 
-from pynet.cni.ipam.api import ipam_add, ipam_check, ipam_del, ipam_gc, ipam_status
+from pynet.cni.ipam.api import ipam_add, ipam_check, ipam_command, ipam_del, ipam_gc, ipam_status
 from pynet.cni.ipam.config import DEFAULT_POD_CIDR_FILE, IpamConfig, load_ipam_config
 from pynet.cni.ipam.filestore import DEFAULT_DATA_DIR, FileStore
 from pynet.cni.ipam.memstore import MemStore
@@ -26,6 +26,7 @@ __all__ = [
     "Store",
     "ipam_add",
     "ipam_check",
+    "ipam_command",
     "ipam_del",
     "ipam_gc",
     "ipam_status",

@@ -9,6 +9,10 @@ same ones the executable prints::
     ipam_check(conf, args)                 # raises CniError when the allocation is gone
     freed = ipam_gc(conf)                  # conf carries "cni.dev/valid-attachments"
     ipam_status(conf)                      # raises CniError(50) when no address is free
+    ipam_command("ADD", cmd_args)          # any verb, from a CmdArgs (its .conf): Result or None
+
+:func:`ipam_command` has the shape of ``pynet.cni.delegate.InProcess``, so registering it as
+``IN_PROCESS["pynet-ipam"] = ipam_command`` skips the exec of the IPAM plugin.
 
 ``conf`` is the whole network config (``name``, ``cniVersion``, ``ipam``, ``runtimeConfig``,
 ``args``); ``args`` is anything with ``container_id``, ``ifname`` and ``args`` (the CNI_ARGS string),
@@ -36,7 +40,8 @@ from pynet.cni.ipam.store import Owner, Store
 from pynet.cni.types import IPConfig, Result
 from pynet.cni.version import CURRENT
 
-__all__ = ["IpamArgs", "StoreFactory", "ipam_add", "ipam_check", "ipam_del", "ipam_gc", "ipam_status"]
+__all__ = ["IpamArgs", "IpamCmdArgs", "StoreFactory", "ipam_add", "ipam_check", "ipam_command", "ipam_del", "ipam_gc",
+           "ipam_status"]
 
 VALID_ATTACHMENTS = "cni.dev/valid-attachments"
 
@@ -50,6 +55,11 @@ class IpamArgs(Protocol):
     def ifname(self) -> str: ...
     @property
     def args(self) -> str: ...
+
+
+class IpamCmdArgs(IpamArgs, Protocol):
+    @property
+    def conf(self) -> dict[str, Any]: ...
 
 
 @contextlib.contextmanager
@@ -178,3 +188,20 @@ def ipam_status(conf: Mapping[str, Any], *, store: Store | None = None,
             raise CniError(ErrCode.PLUGIN_NOT_AVAILABLE,
                            f"no free IP address in range set {i} [{rs}] of network {cfg.network}: "
                            f"all {rs.size} are allocated")
+
+
+def ipam_command(command: str, args: IpamCmdArgs) -> Result | None:
+    """Run one CNI verb against ``args.conf``: ADD returns the Result, the others None."""
+    if command == "ADD":
+        return ipam_add(args.conf, args)
+    if command == "DEL":
+        ipam_del(args.conf, args)
+    elif command == "CHECK":
+        ipam_check(args.conf, args)
+    elif command == "GC":
+        ipam_gc(args.conf)
+    elif command == "STATUS":
+        ipam_status(args.conf)
+    else:
+        raise CniError(ErrCode.INVALID_ENV, f"pynet-ipam: unknown command {command!r}")
+    return None
