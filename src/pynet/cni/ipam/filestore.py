@@ -16,7 +16,8 @@ Invariants and hazards:
 * A record is created complete or not at all: the content goes to a temporary file which is then
   ``link(2)``-ed to the address's name. ``link`` fails with EEXIST exactly like ``O_CREAT|O_EXCL``,
   so the reservation stays exclusive even against a writer that ignores the lock. Small files are
-  rewritten by write-to-temp + ``rename(2)``.
+  rewritten by write-to-temp, unlink, ``rename(2)`` (see :meth:`FileStore._replace` for why not
+  rename-over), so no reader ever sees a half-written file.
 * The owner index is written BEFORE the record it names, so a crash in between leaves at worst an
   index line without a record (harmless: release skips addresses whose record names someone else).
   ADD's "already allocated?" check reads only the index (no directory walk); DEL walks the directory
@@ -102,7 +103,26 @@ class FileStore:
         return tmp
 
     def _replace(self, path: str, text: str) -> None:
-        os.replace(self._write_tmp(text), path)
+        tmp = self._write_tmp(text)
+        # unlink + rename, not rename over the old file: ext4 (auto_da_alloc) forces writeback of a
+        # file renamed over another, which took 200+ ms per call on a busy disk here. Every reader
+        # holds the lock, and a crash in between only loses a round-robin position or an index
+        # file (DEL then walks the directory).
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        os.rename(tmp, path)
+
+    @staticmethod
+    def _write_in_place(path: str, text: str) -> None:
+        """Overwrite without a temporary file (one syscall group instead of four): only for the
+        round-robin position, which readers tolerate garbled (they restart at the range's start)."""
+        data = text.encode()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))  # to the new length, never to zero (no ext4 forced flush)
+        finally:
+            os.close(fd)
 
     @staticmethod
     def _read(path: str) -> str | None:
@@ -163,7 +183,7 @@ class FileStore:
             return False
         finally:
             os.unlink(tmp)
-        self._replace(self._path(f"{LAST_RESERVED_PREFIX}{range_id}"), str(ip))
+        self._write_in_place(self._path(f"{LAST_RESERVED_PREFIX}{range_id}"), str(ip))
         return True
 
     def last_reserved(self, range_id: str) -> IPAddress | None:
