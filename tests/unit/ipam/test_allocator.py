@@ -139,6 +139,10 @@ def test_check(data_dir: Path, store_factory: Callable[[], Store]) -> None:
     with pytest.raises(CniError, match="no longer holds 10.1.0.9"):
         ipam_check(dict(conf, prevResult={"cniVersion": "1.0.0", "ips": [{"address": "10.1.0.9/24"}]}),
                    Args("a"), store=store_factory())
+    # an address outside our ranges (added by another plugin of the chain) is not ours to vouch for
+    ipam_check(dict(conf, prevResult={"cniVersion": "1.0.0", "ips": [{"address": "10.1.0.2/24"},
+                                                                     {"address": "192.168.9.9/24"}]}),
+               Args("a"), store=store_factory())
     with pytest.raises(CniError, match="no IP address is allocated to b/eth0 in network net1"):
         ipam_check(conf, Args("b"), store=store_factory())
 

@@ -132,8 +132,14 @@ def ipam_check(conf: Mapping[str, Any], args: IpamArgs, *, store: Store | None =
         raise CniError(ErrCode.INTERNAL, f"no IP address is allocated to {owner} in network {network}")
     prev = conf.get("prevResult")
     if isinstance(prev, Mapping):
-        reported = {ipc.address.ip for ipc in Result.from_dict(dict(prev)).ips}
-        missing = sorted(map(str, reported - set(held))) if reported else []
+        # Only addresses of our own subnets count: a chained plugin may have added others.
+        try:
+            subnets = [r.subnet for rs in load_ipam_config(conf, args.args).range_sets for r in rs.ranges]
+        except CniError:
+            subnets = []  # N.B. without a usable config (e.g. no pod CIDR file) only presence is checked
+        reported = {ipc.address.ip for ipc in Result.from_dict(dict(prev)).ips
+                    if any(ipc.address.ip in net for net in subnets)}
+        missing = sorted(map(str, reported - set(held)))
         if missing:
             raise CniError(ErrCode.INTERNAL, f"{owner} no longer holds {', '.join(missing)} in network "
                            f"{network} (it holds {', '.join(map(str, held))})")
