@@ -262,6 +262,8 @@ def test_agent_arguments_parse(variant: str) -> None:
     args = parser.parse_args(_expand(agent["args"], _pod_env(objs, agent)))
     assert args.backend == VARIANTS[variant]
     assert args.node_name == "node-1"
+    # no CNI fast path from a pod without CAP_SYS_ADMIN and the runtime's netns mounts
+    assert args.no_cni_server is True
 
 
 def test_uninstall_daemonset_cleans_every_backend_and_the_cni_files() -> None:
