@@ -10,6 +10,7 @@ version was valid, the handler sees a delete. Thread-safety: one cache is fed by
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -94,7 +95,8 @@ class ObjectCache:
                 del self._items[key]
                 self._deliver(old, None)
             return
-        if old == value:
+        if old is not None and old == dataclasses.replace(value, resource_version=old.resource_version):
+            self._items[key] = value  # only the resourceVersion moved (status churn): no event
             return
         self._items[key] = value
         self._deliver(old, value)
