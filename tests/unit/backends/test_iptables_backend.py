@@ -303,7 +303,7 @@ def walk(chains: dict[str, list[str]], root: str, dst: int) -> tuple[str | None,
 
 def test_dispatch_tree_visits_a_bounded_number_of_rules() -> None:
     start = int(ip_address("10.96.0.1"))
-    entries = [DispatchEntry(ip_address(start + i * 3), "tcp", 80, f"T{i}", "c") for i in range(10_000)]
+    entries = [DispatchEntry.make(ip_address(start + i * 3), "tcp", 80, f"T{i}", "c") for i in range(10_000)]
     root, chains = build_tree(entries)
     assert root is not None
     worst = 0
@@ -322,3 +322,14 @@ def test_chain_names_fit_iptables() -> None:
         assert len(n.chain_for(kind, long)) <= n.CHAIN_NAME_MAX
     assert len(n.endpoint_chain(long, ep("10.0.0.1"))) <= n.CHAIN_NAME_MAX
     assert n.chain_for("SVC", long) == n.chain_for("SVC", long)  # stable
+
+
+def test_untracked_change_falls_back_to_a_full_sync() -> None:
+    fake = FakeIptables()
+    b = backend(fake)
+    b.sync(state([WEB], BASE), frozenset(), True)
+    b.sync(state([WEB, NP], BASE), frozenset(), False)  # NP appeared but nobody said so
+    assert n.chain_for("SVC", NP.name) in fake.chains(4, "nat")
+    full = FakeIptables()
+    backend(full).sync(state([WEB, NP], BASE), frozenset(), True)
+    assert fake.dump() == full.dump()

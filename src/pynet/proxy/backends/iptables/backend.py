@@ -65,6 +65,7 @@ class _FamilyCache:
     fragments: dict[ServicePortName, PortFragment] = field(default_factory=dict)
     shared: dict[ChainKey, tuple[str, ...]] = field(default_factory=dict)
     members: dict[str, set[str]] = field(default_factory=dict)  # ipset name -> members
+    by_service: dict[NamespacedName, list[ServicePortName]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -206,7 +207,7 @@ class IptablesBackend:
         self, fragments: Mapping[ServicePortName, PortFragment], ctx: RenderContext, family: IPFamily
     ) -> tuple[dict[ChainKey, tuple[str, ...]], dict[str, set[str]]]:
         """Chains built from all ports (dispatch, NodePorts, filter lists) plus the ipsets' members."""
-        frags = [fragments[k] for k in sorted(fragments)]
+        frags = [fragments[k] for k in sorted(fragments, key=_port_order)]
         chains: dict[ChainKey, tuple[str, ...]] = dict(static_chains(ctx))
         entries = [e for f in frags for e in f.dispatch]
         services: list[str] = []
@@ -217,7 +218,7 @@ class IptablesBackend:
             chains.update((("nat", name), tuple(rules)) for name, rules in tree.items())
             if self.use_set:
                 members[n.service_set(family)] = {e.set_member for e in entries}
-                members[n.cluster_ip_set(family)] = {str(f.cluster_ip) for f in frags if f.cluster_ip is not None}
+                members[n.cluster_ip_set(family)] = {f.cluster_ip for f in frags if f.cluster_ip}
                 f_services.append(f"-m comment --comment {quote('cluster IP, port of no service')} "
                                   f"-m set --match-set {n.cluster_ip_set(family)} dst -j REJECT")
             if root is not None:
@@ -268,7 +269,7 @@ class IptablesBackend:
         desired: set[ChainKey] = set(shared)
         for (table, chain), rules in shared.items():
             r.write_chain(Table(table), chain, rules)
-        for key in sorted(fragments):
+        for key in sorted(fragments, key=_port_order):
             for chain, rules in fragments[key].nat_chains.items():
                 r.write_chain(Table.NAT, chain, rules)
                 desired.add(("nat", chain))
@@ -296,8 +297,8 @@ class IptablesBackend:
     def _partial_sync(self, ipt: Iptables, state: ProxyState, changed: frozenset[NamespacedName],
                       ctx: RenderContext, cache: _FamilyCache) -> None:
         fragments = dict(cache.fragments)
-        touched = {k for k in state.services if k.service in changed or k not in fragments}
-        touched |= {k for k in fragments if k.service in changed or k not in state.services}
+        touched = {k for k in state.services if k.service in changed}
+        touched.update(k for s in changed for k in cache.by_service.get(s, ()))
         r = RestoreInput()
         gone: list[str] = []
         for key in sorted(touched):
@@ -310,6 +311,12 @@ class IptablesBackend:
                     r.write_chain(Table.NAT, chain, rules)
             if old is not None:
                 gone.extend(c for c in old.nat_chains if new is None or c not in new.nat_chains)
+        if len(fragments) != len(state.services):
+            # a port appeared or vanished outside ``changed``: the caller's bookkeeping and ours
+            # disagree, so do not guess; rebuild everything
+            log.warning("partial sync saw untracked service changes; doing a full sync instead")
+            self._full_sync(ipt, state, ctx, cache)
+            return
         shared, members = self._shared(fragments, ctx, state.family)
         for (table, chain), rules in shared.items():
             if cache.shared.get((table, chain)) != rules:
@@ -329,6 +336,10 @@ class IptablesBackend:
                 shared: dict[ChainKey, tuple[str, ...]], members: dict[str, set[str]], r: RestoreInput, *,
                 full: bool) -> None:
         cache.synced, cache.ctx, cache.fragments, cache.shared, cache.members = True, ctx, fragments, shared, members
+        by_service: dict[NamespacedName, list[ServicePortName]] = {}
+        for key in fragments:
+            by_service.setdefault(key.service, []).append(key)
+        cache.by_service = by_service
         written = sum(len(r.declared(t)) - len(r.deleted(t)) for t in r.tables())
         deleted = sum(len(r.deleted(t)) for t in r.tables())
         self.last_stats = SyncStats(int(ctx.family), full, written, deleted, len(r.render()))
@@ -355,6 +366,10 @@ class IptablesBackend:
             return self._ipset.list_names()
         except IptablesError:
             return ()
+
+
+def _port_order(k: ServicePortName) -> tuple[str, str, str, str]:
+    return (k.service.namespace, k.service.name, k.port, k.protocol.value)
 
 
 def _set_type(name: str) -> str:

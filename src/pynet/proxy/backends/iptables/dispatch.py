@@ -17,6 +17,7 @@ destination's path (the backend compares rendered chains with what it applied la
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from ipaddress import IPv4Network, IPv6Network
 
@@ -31,35 +32,38 @@ LEAF_MAX = 16  # a node with at most this many destinations lists them directly
 INLINE_MAX = 2  # a child with this few destinations is listed in its parent, not given a chain
 
 
-def _common_prefix(entries: Sequence[DispatchEntry]) -> IPNetwork:
-    lo, hi = int(entries[0].ip), int(entries[-1].ip)  # entries are sorted by address
-    bits = entries[0].ip.max_prefixlen
-    length = bits - (lo ^ hi).bit_length()
-    shift = bits - length
-    return _network(lo >> shift << shift, length, entries[0].ip.version)
+@functools.lru_cache(maxsize=1 << 16)
+def _node(addr: int, length: int, version: int) -> tuple[str, str]:
+    """(CIDR text, chain name) of the tree node for prefix addr/length (cached: rebuilt every sync)."""
+    cidr = str(_network(addr, length, version))
+    return cidr, dispatch_chain(cidr)
 
 
-def _build(entries: Sequence[DispatchEntry], chains: dict[str, list[str]]) -> str:
-    prefix = _common_prefix(entries)
-    name = dispatch_chain(str(prefix))
+def _build(entries: Sequence[DispatchEntry], keys: Sequence[int], chains: dict[str, list[str]]) -> str:
+    lo, hi = keys[0], keys[-1]  # sorted by address
+    version = entries[0].ip.version
+    bits = 32 if version == 4 else 128
+    length = bits - (lo ^ hi).bit_length()  # path compression: the longest shared prefix
+    name = _node(lo >> (bits - length) << (bits - length), length, version)[1]
     rules: list[str] = []
     chains[name] = rules
-    if len(entries) <= LEAF_MAX or prefix.prefixlen == prefix.max_prefixlen:
+    if len(entries) <= LEAF_MAX or length == bits:
         rules.extend(e.rule() for e in entries)
         return name
-    child_len = min(prefix.prefixlen + STRIDE, prefix.max_prefixlen)
-    shift = prefix.max_prefixlen - child_len
-    groups: dict[int, list[DispatchEntry]] = {}
-    for e in entries:
-        groups.setdefault(int(e.ip) >> shift, []).append(e)
-    for key in sorted(groups):
-        group = groups[key]
-        if len(group) <= INLINE_MAX:
-            rules.extend(e.rule() for e in group)
+    child_len = min(length + STRIDE, bits)
+    shift = bits - child_len
+    start = 0
+    while start < len(entries):  # consecutive runs with the same child prefix
+        key = keys[start] >> shift
+        end = start + 1
+        while end < len(entries) and keys[end] >> shift == key:
+            end += 1
+        if end - start <= INLINE_MAX:
+            rules.extend(e.rule() for e in entries[start:end])
         else:
-            sub = _build(group, chains)
-            child = _network(key << shift, child_len, prefix.version)
-            rules.append(f"-d {child} -j {sub}")
+            sub = _build(entries[start:end], keys[start:end], chains)
+            rules.append(f"-d {_node(key << shift, child_len, version)[0]} -j {sub}")
+        start = end
     return name
 
 
@@ -67,10 +71,15 @@ def _network(addr: int, length: int, version: int) -> IPNetwork:
     return IPv4Network((addr, length)) if version == 4 else IPv6Network((addr, length))
 
 
+def _key(e: DispatchEntry) -> tuple[int, str, int]:
+    return e.key
+
+
 def build_tree(entries: Sequence[DispatchEntry]) -> tuple[str | None, dict[str, list[str]]]:
     """The root chain and every tree chain (name -> rules) for ``entries`` of one family."""
     if not entries:
         return None, {}
     chains: dict[str, list[str]] = {}
-    root = _build(sorted(entries), chains)
+    ordered = sorted(entries, key=_key)
+    root = _build(ordered, [e.key[0] for e in ordered], chains)
     return root, chains

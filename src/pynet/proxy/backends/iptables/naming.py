@@ -7,6 +7,7 @@ name depends only on what it stands for and never exceeds iptables' 28-character
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 
 from pynet.proxy.model import Endpoint, IPFamily, ServicePortName
@@ -70,20 +71,32 @@ def hash_and_truncate(prefix: str, key: str, limit: int = CHAIN_NAME_MAX) -> str
     >>> hash_and_truncate("PYNET-SVC-", "default/web:http/tcp")
     'PYNET-SVC-OSC5D42RU6KJHZT7'
     """
-    digest = base64.b32encode(hashlib.sha256(key.encode()).digest()).decode()
+    digest = _digest(key)
     room = min(16, limit - len(prefix))
     if room < 8:
         raise ValueError(f"prefix {prefix!r} leaves no room for a hash within {limit} characters")
     return prefix + digest[:room]
 
 
+@functools.lru_cache(maxsize=1 << 17)
+def _digest(key: str) -> str:
+    return base64.b32encode(hashlib.sha256(key.encode()).digest()).decode()
+
+
+@functools.lru_cache(maxsize=1 << 17)  # a full resync of 10,000 services re-derives every name
 def chain_for(kind: str, port: ServicePortName) -> str:
     """``PYNET-SVC-``/``SVL-``/``EXT-``/``FW-`` chain of one service port."""
     return hash_and_truncate(f"{PREFIX}{kind}-", f"{port}")
 
 
 def endpoint_chain(port: ServicePortName, endpoint: Endpoint) -> str:
-    return hash_and_truncate(f"{PREFIX}SEP-", f"{port}|{endpoint}")
+    return _endpoint_chain(port, endpoint.ip, endpoint.port)
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _endpoint_chain(port: ServicePortName, ip: object, number: int) -> str:
+    host = f"[{ip}]" if ":" in str(ip) else str(ip)
+    return hash_and_truncate(f"{PREFIX}SEP-", f"{port}|{host}:{number}")
 
 
 def dispatch_chain(prefix: str) -> str:

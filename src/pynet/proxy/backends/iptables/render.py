@@ -43,23 +43,30 @@ class RenderContext:
     masq_mark: int = 0x4000
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@dataclass(frozen=True, slots=True)
 class DispatchEntry:
-    """One destination (ip, protocol, port) that the nat dispatch sends to ``target``."""
+    """One destination (ip, protocol, port) that the nat dispatch sends to ``target``.
+
+    The rule text and the ipset member are rendered once, here: the dispatch tree is rebuilt from
+    thousands of cached entries on every sync.
+    """
 
     ip: IPAddress
     protocol: str  # "tcp" | "udp" | "sctp"
     port: int
     target: str
     comment: str
+    text: str = field(default="", compare=False)
+    set_member: str = field(default="", compare=False)
+    key: tuple[int, str, int] = field(default=(0, "", 0), compare=False)  # sort order: by address
 
-    @property
-    def set_member(self) -> str:
-        return f"{self.ip},{self.protocol}:{self.port}"
+    @classmethod
+    def make(cls, ip: IPAddress, protocol: str, port: int, target: str, comment: str) -> DispatchEntry:
+        text = f"-m comment --comment {quote(comment)} -d {host(ip)} {proto_match(protocol, port)} -j {target}"
+        return cls(ip, protocol, port, target, comment, text, f"{ip},{protocol}:{port}", (int(ip), protocol, port))
 
     def rule(self) -> str:
-        return (f"-m comment --comment {quote(self.comment)} -d {host(self.ip)} "
-                f"{proto_match(self.protocol, self.port)} -j {self.target}")
+        return self.text or DispatchEntry.make(self.ip, self.protocol, self.port, self.target, self.comment).text
 
 
 def _empty_chains() -> Mapping[str, tuple[str, ...]]:
@@ -74,7 +81,7 @@ class PortFragment:
     filter_services: tuple[str, ...] = ()  # filter PYNET-SERVICES (cluster IPs)
     filter_external: tuple[str, ...] = ()  # filter PYNET-EXTERNAL-SERVICES (external IPs, LB IPs)
     filter_nodeports: tuple[str, ...] = ()  # filter PYNET-NODEPORTS
-    cluster_ip: IPAddress | None = None  # for the "known cluster IP, unknown port" REJECT
+    cluster_ip: str = ""  # for the "known cluster IP, unknown port" REJECT
 
 
 def host(ip: IPAddress | IPNetwork) -> str:
@@ -156,7 +163,7 @@ def render_port(sp: ServicePort, endpoints: Iterable[Endpoint], ctx: RenderConte
     # cluster IP
     if cat.internal:
         target = svl if sp.internal_policy_local else svc
-        dispatch.append(DispatchEntry(sp.cluster_ip, proto, sp.port, target, f"{label} cluster IP"))
+        dispatch.append(DispatchEntry.make(sp.cluster_ip, proto, sp.port, target, f"{label} cluster IP"))
     elif not has_endpoints:
         f_services.append(f"-m comment --comment {quote(label + ' has no endpoints')} -d {host(sp.cluster_ip)} {match} -j REJECT")
     else:
@@ -183,13 +190,13 @@ def render_port(sp: ServicePort, endpoints: Iterable[Endpoint], ctx: RenderConte
                 rules.append(f"-j {svc}")
             chains[ext] = tuple(rules)
             for ip in sp.external_ips:
-                dispatch.append(DispatchEntry(ip, proto, sp.port, ext, f"{label} external IP"))
+                dispatch.append(DispatchEntry.make(ip, proto, sp.port, ext, f"{label} external IP"))
             lb_target = ext
             if sp.load_balancer_source_ranges and sp.load_balancer_ips:
                 lb_target = fw
                 chains[fw] = tuple(f"-s {cidr} -j {ext}" for cidr in sp.load_balancer_source_ranges)
             for ip in sp.load_balancer_ips:
-                dispatch.append(DispatchEntry(ip, proto, sp.port, lb_target, f"{label} loadbalancer IP"))
+                dispatch.append(DispatchEntry.make(ip, proto, sp.port, lb_target, f"{label} loadbalancer IP"))
             if sp.node_port:
                 nodeports.append(f"-m comment --comment {quote(label)} {proto_match(proto, sp.node_port)} -j {ext}")
         if verdict:
@@ -205,7 +212,7 @@ def render_port(sp: ServicePort, endpoints: Iterable[Endpoint], ctx: RenderConte
     return PortFragment(
         nat_chains=MappingProxyType(chains), dispatch=tuple(dispatch), nodeports=tuple(nodeports),
         filter_services=tuple(f_services), filter_external=tuple(f_external), filter_nodeports=tuple(f_nodeports),
-        cluster_ip=sp.cluster_ip,
+        cluster_ip=str(sp.cluster_ip),
     )
 
 

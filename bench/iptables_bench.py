@@ -1,0 +1,272 @@
+#!/usr/bin/env python3
+"""Benchmark the iptables backend (issue 4), everything in throwaway network namespaces.
+
+Part 1, sync cost, per iptables variant (nft and legacy) and size (1,000 and 10,000 services, two
+endpoints each): the backend's full sync (render + iptables-save + ipset + ONE iptables-restore) against
+the floor, ``iptables-restore --noflush`` of the very same rules from a file into the same clean netns
+(sets pre-created, untimed); then a one-endpoint change at that size (a partial sync).
+
+Part 2, first-packet cost: TCP connect latency from a pod to a ClusterIP at 10 and at 10,000 services,
+for pynet's iptables backend (ipset gate + prefix-tree dispatch), the same backend in kube-proxy's
+linear layout (one PYNET-SERVICES rule per destination), and the nftables backend (verdict maps), all
+in the same run and the same lab. The target service is the LAST one of the linear chain (worst case).
+A connect straight to the pod IP (non-service traffic) is timed too: the linear layout makes every new
+connection walk the whole chain.
+
+    .venv/bin/python bench/iptables_bench.py [--sizes 1000,10000] [--runs 5] [--connects 400]
+
+Prints a Markdown report (medians) and writes JSON with every sample to --json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from ipaddress import ip_address, ip_network
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from pynet.proxy.model import Endpoint, IPFamily, NamespacedName, Protocol, ServicePort, ServicePortName
+from pynet.proxy.state import ProxyState
+
+HERE = Path(__file__).resolve()
+PY = sys.executable
+CLUSTER_BASE = int(ip_address("10.96.0.1"))
+
+
+# ------------------------------------------------------------------------------------------ states
+def make_state(n: int, endpoints: Sequence[tuple[str, int]], *, node_ip: str = "172.31.0.1",
+               shift: int = 0) -> ProxyState:
+    """``n`` ClusterIP services s00000.., each port 80/TCP with ``endpoints`` (shift rotates one of s0's)."""
+    services: dict[ServicePortName, ServicePort] = {}
+    eps: dict[ServicePortName, tuple[Endpoint, ...]] = {}
+    for i in range(n):
+        key = ServicePortName(NamespacedName("bench", f"s{i:05d}"), "", Protocol.TCP)
+        services[key] = ServicePort(key, IPFamily.V4, ip_address(CLUSTER_BASE + i), 80, Protocol.TCP)
+        eps[key] = tuple(Endpoint(ip_address(ip), port) for ip, port in endpoints)
+    if shift:
+        first = next(iter(services))
+        eps[first] = (Endpoint(ip_address("10.245.0.0") + shift, 8080), *eps[first][1:])
+    return ProxyState(IPFamily.V4, "node-1", node_ips=(ip_address(node_ip),),
+                      cluster_cidrs=(ip_network("10.244.0.0/16"),),
+                      services=MappingProxyType(services), endpoints=MappingProxyType(eps))
+
+
+def synthetic_endpoints(i: int) -> list[tuple[str, int]]:
+    return [(f"10.244.{(i >> 8) & 255}.{i & 255}", 8080), (f"10.244.{128 + ((i >> 8) & 127)}.{i & 255}", 8080)]
+
+
+# ------------------------------------------------------------------------------------------ workers (inside the node netns)
+def worker_sync(n: int, variant: str, partial_runs: int) -> dict[str, Any]:
+    from pynet.iptables import Ipset, subprocess_exec
+    from pynet.proxy.backends.iptables import IptablesBackend
+
+    restores: list[str] = []
+
+    def recording(argv: Sequence[str], input: str | None = None) -> Any:
+        if argv[0].endswith("-restore") and input:
+            restores.append(input)
+        return subprocess_exec(argv, input)
+
+    state = make_state(n, [("10.244.1.10", 8080), ("10.244.2.10", 8080)])
+    b = IptablesBackend(exec=recording, variant=variant)
+    b.setup()
+    t0 = time.perf_counter()
+    b.sync(state, frozenset(), True)
+    full = time.perf_counter() - t0
+    rules_text = restores[-1]
+    partial: list[float] = []
+    changed = frozenset({NamespacedName("bench", "s00000")})
+    for k in range(1, partial_runs + 1):
+        st = make_state(n, [("10.244.1.10", 8080), ("10.244.2.10", 8080)], shift=k)
+        t0 = time.perf_counter()
+        b.sync(st, changed, False)
+        partial.append(time.perf_counter() - t0)
+    partial_bytes = len(restores[-1])
+    sets = Ipset(subprocess_exec)
+    members = {name: sorted(sets.members(name)) for name in sets.list_names() if name.startswith("pynet-svc-")}
+    b.cleanup()
+    # the floor: the same rules from a file, into the same (now clean) namespace; sets made untimed
+    for name, mem in members.items():
+        sets.apply(name, "hash:ip" if "-cip-" in name else "hash:ip,port", "inet", add=mem, create=True)
+    with tempfile.NamedTemporaryFile("w", suffix=".rules", delete=False) as f:
+        f.write(rules_text)
+    tool = f"iptables-{variant}-restore"
+    t0 = time.perf_counter()
+    with open(f.name) as fh:
+        subprocess.run([tool, "-w", "--noflush"], stdin=fh, check=True)
+    floor = time.perf_counter() - t0
+    Path(f.name).unlink()
+    IptablesBackend(variant=variant).cleanup()
+    lines = rules_text.count("\n")
+    return {"full": full, "floor": floor, "partial": partial, "rules_lines": lines, "partial_bytes": partial_bytes}
+
+
+def _backend(mode: str) -> Any:
+    if mode == "nftables":
+        from pynet.proxy.backends.nftables import NftablesBackend
+
+        return NftablesBackend()
+    from pynet.proxy.backends.iptables import IptablesBackend
+
+    return IptablesBackend(dispatch="linear" if mode == "iptables-linear" else "tree")
+
+
+def worker_apply(mode: str, n: int, pod: str) -> dict[str, Any]:
+    b = _backend(mode)
+    b.setup()
+    t0 = time.perf_counter()
+    b.sync(make_state(n, [(pod, 8080)]), frozenset(), True)
+    return {"sync": time.perf_counter() - t0}
+
+
+def worker_cleanup(mode: str) -> dict[str, Any]:
+    _backend(mode).cleanup()
+    return {}
+
+
+def worker_connect(dst: str, port: int, count: int) -> dict[str, Any]:
+    samples: list[float] = []
+    errors = 0
+    for _ in range(count):
+        t0 = time.perf_counter()
+        try:
+            s = socket.create_connection((dst, port), timeout=2)
+        except OSError:
+            errors += 1
+            continue
+        samples.append(time.perf_counter() - t0)
+        s.close()
+    return {"samples": samples, "errors": errors}
+
+
+# ------------------------------------------------------------------------------------------ orchestration
+def in_netns(ns: str, *args: str, timeout: float = 900) -> dict[str, Any]:
+    out = subprocess.run(["ip", "netns", "exec", ns, PY, str(HERE), *args], capture_output=True, text=True,
+                         timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError(f"worker {args} failed:\n{out.stderr[-3000:]}")
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def ms(x: float) -> str:
+    return f"{x * 1000:.1f}"
+
+
+def us(x: float) -> str:
+    return f"{x * 1e6:.0f}"
+
+
+def bench_sync(sizes: list[int], runs: int, partial_runs: int) -> dict[str, Any]:
+    from pynet.testing.netns import TestNetns
+
+    results: dict[str, Any] = {}
+    for variant in ("nft", "legacy"):
+        for n in sizes:
+            samples = []
+            for _ in range(runs):
+                ns = TestNetns.create("iptbench")
+                try:
+                    samples.append(in_netns(ns.name, "worker-sync", str(n), variant, str(partial_runs)))
+                finally:
+                    ns.destroy()
+            results[f"{variant}/{n}"] = samples
+            full = statistics.median(s["full"] for s in samples)
+            floor = statistics.median(s["floor"] for s in samples)
+            part = statistics.median(p for s in samples for p in s["partial"])
+            print(f"sync {variant:6} n={n:6}: full {ms(full)} ms, floor {ms(floor)} ms (x{full / floor:.2f}), "
+                  f"one-endpoint partial {ms(part)} ms, {samples[0]['rules_lines']} restore lines", file=sys.stderr)
+    return results
+
+
+def bench_latency(sizes: list[int], connects: int) -> dict[str, Any]:
+    from pynet.testing.services import POD_IPS, ServiceLab
+
+    lab = ServiceLab.create()
+    results: dict[str, Any] = {}
+    pod = POD_IPS["pod-a"]
+    try:
+        for n in sizes:
+            target = str(ip_address(CLUSTER_BASE + n - 1))  # last service: the end of a linear chain
+            for mode in ("iptables", "iptables-linear", "nftables"):
+                applied = in_netns(lab.node.name, "worker-apply", mode, str(n), pod)
+                try:
+                    in_netns(lab.pods["client"].name, "worker-connect", target, "80", "20")  # warm up ARP, caches
+                    svc = in_netns(lab.pods["client"].name, "worker-connect", target, "80", str(connects))
+                    direct = in_netns(lab.pods["client"].name, "worker-connect", pod, "8080", str(connects))
+                finally:
+                    in_netns(lab.node.name, "worker-cleanup", mode)
+                results[f"{mode}/{n}"] = {"sync": applied["sync"], "service": svc, "direct": direct}
+                print(f"latency {mode:16} n={n:6}: ClusterIP median {us(statistics.median(svc['samples']))} us "
+                      f"(errors {svc['errors']}), pod IP median {us(statistics.median(direct['samples']))} us",
+                      file=sys.stderr)
+    finally:
+        lab.destroy()
+    return results
+
+
+def report(sync: dict[str, Any], lat: dict[str, Any], sizes: list[int], lat_sizes: list[int]) -> str:
+    out = ["| variant | services | full sync (ms) | iptables-restore floor (ms) | ratio | one-endpoint partial sync (ms) | restore lines (full) |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for key, samples in sync.items():
+        variant, n = key.split("/")
+        full = statistics.median(s["full"] for s in samples)
+        floor = statistics.median(s["floor"] for s in samples)
+        part = statistics.median(p for s in samples for p in s["partial"])
+        out.append(f"| {variant} | {int(n):,} | {ms(full)} | {ms(floor)} | {full / floor:.2f} | {ms(part)} | "
+                   f"{samples[0]['rules_lines']:,} |")
+    out += ["", "| data plane | services | ClusterIP connect median (us) | p90 (us) | pod-IP connect median (us) | full sync (ms) |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for key, r in lat.items():
+        mode, n = key.split("/")
+        s = sorted(r["service"]["samples"])
+        p90 = s[int(len(s) * 0.9)]
+        out.append(f"| {mode} | {int(n):,} | {us(statistics.median(s))} | {us(p90)} | "
+                   f"{us(statistics.median(r['direct']['samples']))} | {ms(r['sync'])} |")
+    return "\n".join(out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0].startswith("worker-"):
+        kind, rest = args[0], args[1:]
+        if kind == "worker-sync":
+            res = worker_sync(int(rest[0]), rest[1], int(rest[2]))
+        elif kind == "worker-apply":
+            res = worker_apply(rest[0], int(rest[1]), rest[2])
+        elif kind == "worker-cleanup":
+            res = worker_cleanup(rest[0])
+        else:
+            res = worker_connect(rest[0], int(rest[1]), int(rest[2]))
+        print(json.dumps(res))
+        return 0
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--sizes", default="1000,10000")
+    ap.add_argument("--latency-sizes", default="10,10000")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--partial-runs", type=int, default=5)
+    ap.add_argument("--connects", type=int, default=400)
+    ap.add_argument("--json", default="")
+    ap.add_argument("--skip-sync", action="store_true")
+    ap.add_argument("--skip-latency", action="store_true")
+    opts = ap.parse_args(args)
+    sizes = [int(x) for x in opts.sizes.split(",")]
+    lat_sizes = [int(x) for x in opts.latency_sizes.split(",")]
+    sync = {} if opts.skip_sync else bench_sync(sizes, opts.runs, opts.partial_runs)
+    lat = {} if opts.skip_latency else bench_latency(lat_sizes, opts.connects)
+    print(report(sync, lat, sizes, lat_sizes))
+    if opts.json:
+        Path(opts.json).write_text(json.dumps({"sync": sync, "latency": lat}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
