@@ -146,3 +146,22 @@ def test_real_traffic(variant: str, lab: ServiceLab) -> None:
     finally:
         b.cleanup()
     assert pynet_lines(save(lab.node, variant)) == []
+
+
+def test_ipv6_rules_apply_and_clean_up(make_netns: Callable[..., TestNetns]) -> None:
+    node = make_netns("ipt6node")
+    b = IptablesBackend(exec=netns_exec(node.name))
+    key = ServicePortName(NamespacedName("t", "v6"), "", Protocol.TCP)
+    sp = ServicePort(key, IPFamily.V6, ip_address("fd00:96::10"), 80, Protocol.TCP, node_port=30080,
+                     session_affinity_timeout=30)
+    st = ProxyState(IPFamily.V6, "node-1", node_ips=(ip_address("fd00:31::1"),),
+                    cluster_cidrs=(ip_network("fd00:244::/48"),), services=MappingProxyType({key: sp}),
+                    endpoints=MappingProxyType({key: (Endpoint(ip_address("fd00:244:1::11"), 8080),)}))
+    b.setup()
+    b.sync(st, frozenset(), True)
+    saved = node.run("ip6tables-save").stdout
+    assert "--to-destination [fd00:244:1::11]:8080" in saved and "-A PREROUTING -j PYNET-SERVICES" in saved
+    assert "fd00:96::10,tcp:80" in node.run("ipset", "list", "pynet-svc-v6").stdout
+    b.cleanup()
+    assert pynet_lines(node.run("ip6tables-save").stdout) == []
+    assert node.run("ipset", "list", "-n").stdout.split() == []
