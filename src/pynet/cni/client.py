@@ -1,0 +1,73 @@
+"""The thin, stdlib-only client half of ``cni-bin/pynet``: hand the request to the node agent.
+
+:func:`try_agent` connects to the agent's abstract socket in the caller's network namespace. If
+nobody listens (no agent, or an agent without the CNI server) it returns ``None`` *before sending
+anything*, and the launcher does the work in-process. Once the request is sent the agent owns it:
+a lost connection is then reported as error code 11 (try again later), never retried in-process,
+because the agent may have done part of the work (the runtime retries, and ADD/DEL are idempotent).
+
+Set ``PYNET_CNI_SOCKET`` to use another socket name, or ``PYNET_CNI_SOCKET=none`` to never try.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from collections.abc import Mapping
+from typing import BinaryIO
+
+from pynet.cni import wire
+
+__all__ = ["REPLY_TIMEOUT", "run", "try_agent"]
+
+REPLY_TIMEOUT = 300.0
+
+
+def _error(code: int, msg: str) -> bytes:
+    return json.dumps({"cniVersion": "1.1.0", "code": code, "msg": msg}).encode() + b"\n"
+
+
+def try_agent(environ: Mapping[str, str], stdin: bytes, name: str | None = None) -> tuple[int, bytes] | None:
+    """``(exit status, stdout bytes)`` from the agent, or None when no agent listens here."""
+    name = name or environ.get("PYNET_CNI_SOCKET") or wire.DEFAULT_SOCKET
+    if name == "none":
+        return None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        try:
+            sock.connect(wire.abstract_address(name))
+        except OSError:
+            return None
+        env = {k: v for k, v in environ.items() if k.startswith("CNI_") or k in wire.FORWARDED_ENV}
+        try:
+            sock.settimeout(REPLY_TIMEOUT)
+            wire.send_frame(sock, json.dumps({"env": env}).encode())
+            wire.send_frame(sock, stdin)
+            status = wire.recv_u32(sock)
+            out = wire.recv_frame(sock)
+        except (OSError, ConnectionError) as err:
+            return 1, _error(11, f"pynet agent did not answer the CNI request: {err}")
+        return status, out
+    finally:
+        sock.close()
+
+
+def run(stdin: BinaryIO | None = None, stdout: BinaryIO | None = None,
+        environ: Mapping[str, str] | None = None) -> int | None:
+    """Launcher helper: forward this process's request; None means "do it yourself" (stdin is kept
+    in ``sys.stdin`` replacement so the in-process path can read it again)."""
+    environ = os.environ if environ is None else environ
+    data = (stdin or sys.stdin.buffer).read()
+    answer = try_agent(environ, data)
+    if answer is None:
+        import io
+
+        sys.stdin = io.TextIOWrapper(io.BytesIO(data))
+        return None
+    status, out = answer
+    sink = stdout or sys.stdout.buffer
+    sink.write(out)
+    sink.flush()
+    return status

@@ -1,0 +1,146 @@
+"""The CNI verbs of ``pynet``: orchestration of config, IPAM delegation, driver and masquerading.
+
+``cmd_add`` runs inside one ``ExitStack``: IPAM ADD is undone by IPAM DEL, the veth by deleting it,
+the masquerade record by removing it; ``undo.pop_all()`` on success. Shared node objects (bridge,
+VXLAN device) are kept, as the reference plugins do. ``cmd_del`` is idempotent: a missing netns,
+link, allocation or rule is success. ``cmd_check`` compares the kernel with prevResult.
+``cmd_gc`` passes ``cni.dev/valid-attachments`` to IPAM and sweeps stale masquerade records.
+``cmd_status`` asks IPAM whether it can allocate.
+
+``Commands(nsexec=...)`` lets the agent's socket server pick the netns strategy (forking helper);
+the module-level functions use the process default.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
+from typing import Any
+
+from pynet.cni import delegate, masq
+from pynet.cni.config import NetConf, parse_netconf
+from pynet.cni.drivers import AttachmentSpec, get_driver
+from pynet.cni.drivers.base import CHECK_FAILED, pod_routes
+from pynet.cni.errors import CniError, ErrCode
+from pynet.cni.skel import CmdArgs, PluginFuncs
+from pynet.cni.types import DNS, Result
+from pynet.netlink.nsexec import NetnsExec
+
+__all__ = ["FUNCS", "Commands", "cmd_add", "cmd_check", "cmd_del", "cmd_gc", "cmd_status"]
+
+log = logging.getLogger("pynet.cni")
+VALID_ATTACHMENTS = "cni.dev/valid-attachments"
+
+
+def _conf(args: CmdArgs) -> NetConf:
+    conf = parse_netconf(args.conf, args.cni_version)
+    if not conf.ipam_type:
+        raise CniError(ErrCode.INVALID_NETWORK_CONFIG, "invalid network config: ipam.type is required",
+                       "pynet delegates addressing to an IPAM plugin, e.g. pynet-ipam or host-local")
+    return conf
+
+
+def _require_netns(args: CmdArgs) -> None:
+    if not os.path.exists(args.netns):
+        raise CniError(ErrCode.UNKNOWN_CONTAINER, f"network namespace {args.netns} does not exist",
+                       f"container {args.container_id}")
+
+
+def _merge_dns(conf_dns: Any, ipam_dns: DNS) -> DNS:
+    return ipam_dns if ipam_dns else DNS.from_dict(conf_dns)
+
+
+@dataclass(frozen=True)
+class Commands:
+    nsexec: NetnsExec | None = None
+
+    def _spec(self, conf: NetConf, args: CmdArgs, result: Result | None = None) -> AttachmentSpec:
+        return AttachmentSpec(conf=conf, container_id=args.container_id, netns=args.netns, ifname=args.ifname,
+                              mtu=conf.mtu or 0, ips=result.ips if result else (),
+                              routes=result.routes if result else (), nsexec=self.nsexec)
+
+    def add(self, args: CmdArgs) -> Result:
+        conf = _conf(args)
+        _require_netns(args)
+        driver = get_driver(conf.mode)
+        with ExitStack() as undo:
+            ipam = delegate.delegate("ADD", conf.ipam_type, args)
+            assert ipam is not None
+            undo.callback(_release, conf, args)
+            if not ipam.ips:
+                raise CniError(ErrCode.INVALID_NETWORK_CONFIG, f"IPAM plugin {conf.ipam_type} returned no address")
+            routes = pod_routes(conf, ipam.ips, ipam.routes)
+            spec = replace(self._spec(conf, args, ipam), routes=routes)
+            interfaces = driver.attach(spec, undo)
+            if conf.ip_masq:
+                masq.setup([ip.address for ip in ipam.ips], conf.name, args.container_id, args.ifname)
+                undo.callback(masq.teardown, conf.name, args.container_id, args.ifname)
+            undo.pop_all()
+        pod_index = len(interfaces) - 1
+        ips = tuple(replace(ip, interface=pod_index) for ip in ipam.ips)
+        log.info("ADD container=%s ifname=%s ips=%s", args.container_id, args.ifname,
+                 ",".join(str(ip.address) for ip in ips))
+        return Result(args.cni_version, tuple(interfaces), ips, routes, _merge_dns(args.conf.get("dns"), ipam.dns))
+
+    def delete(self, args: CmdArgs) -> None:
+        conf = _conf(args)
+        delegate.delegate("DEL", conf.ipam_type, args)
+        netns = args.netns if args.netns and os.path.exists(args.netns) else ""
+        get_driver(conf.mode).detach(replace(self._spec(conf, args), netns=netns))
+        if conf.ip_masq:
+            masq.teardown(conf.name, args.container_id, args.ifname)
+
+    def check(self, args: CmdArgs) -> None:
+        conf = _conf(args)
+        if conf.prev_result is None:
+            raise CniError(ErrCode.INVALID_NETWORK_CONFIG, "invalid network config: CHECK needs prevResult")
+        _require_netns(args)
+        delegate.delegate("CHECK", conf.ipam_type, args)
+        get_driver(conf.mode).check(self._spec(conf, args, conf.prev_result), conf.prev_result)
+        if conf.ip_masq:
+            want = masq.comment_for(conf.name, args.container_id, args.ifname)
+            if want not in masq.list_records():
+                raise CniError(CHECK_FAILED, f"CHECK failed: masquerade record {want} is missing")
+
+    def gc(self, args: CmdArgs) -> None:
+        conf = _conf(args)
+        raw = args.conf.get(VALID_ATTACHMENTS, [])
+        if not isinstance(raw, list) or not all(isinstance(a, dict) for a in raw):
+            raise CniError(ErrCode.INVALID_NETWORK_CONFIG, f"invalid network config: {VALID_ATTACHMENTS} must be "
+                           "a list of {containerID, ifname} objects")
+        valid = {(str(a.get("containerID", "")), str(a.get("ifname", ""))) for a in raw}
+        delegate.delegate("GC", conf.ipam_type, args)
+        removed = masq.gc(conf.name, valid)
+        if removed:
+            log.info("GC removed %d stale masquerade records of network %s", removed, conf.name)
+
+    def status(self, args: CmdArgs) -> None:
+        conf = _conf(args)
+        try:
+            delegate.delegate("STATUS", conf.ipam_type, args)
+        except CniError as err:
+            # A pre-1.1 IPAM plugin (the reference host-local) cannot answer STATUS: it has no
+            # opinion, which is not a failure of ours.
+            if err.code != ErrCode.INCOMPATIBLE_VERSION:
+                raise
+
+    def funcs(self) -> PluginFuncs:
+        return PluginFuncs(add=self.add, delete=self.delete, check=self.check, gc=self.gc, status=self.status)
+
+
+def _release(conf: NetConf, args: CmdArgs) -> None:
+    try:
+        delegate.delegate("DEL", conf.ipam_type, args)
+    except CniError as err:  # N.B. best effort during rollback, like bridge.go's deferred ipam.ExecDel
+        log.warning("rollback: IPAM DEL failed container=%s: %s", args.container_id, err.msg)
+
+
+_DEFAULT = Commands()
+cmd_add = _DEFAULT.add
+cmd_del = _DEFAULT.delete
+cmd_check = _DEFAULT.check
+cmd_gc = _DEFAULT.gc
+cmd_status = _DEFAULT.status
+FUNCS = _DEFAULT.funcs()

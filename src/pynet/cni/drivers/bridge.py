@@ -1,0 +1,197 @@
+"""Bridge mode: a veth pair per pod, the host end on the node bridge (the reference bridge plugin's model).
+
+ADD, in order (each step undone on failure through the caller's ExitStack):
+
+1. the node's VXLAN device when ``vxlan`` is configured (shared; never removed, not even on rollback);
+2. the bridge (created on first use; shared; kept), its gateway addresses when ``isGateway``,
+   promiscuous mode when ``promiscMode``, forwarding on in the node;
+3. the veth pair, host end ``vethXXXXXXXX`` enslaved to the bridge, pod end ``CNI_IFNAME`` created
+   directly inside the pod netns (one RTM_NEWLINK); hairpin mode; VLAN (pvid, untagged) on the port;
+4. inside the pod: sysctls, addresses, routes (:func:`pynet.cni.drivers.base.configure_pod`).
+
+DEL deletes the pod end (the kernel removes its peer). When the netns is already gone, so is the
+pair. ``vlan`` needs a kernel with bridge VLAN filtering; without it ADD fails with code 2
+(unsupported field) and rolls back.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+from contextlib import ExitStack
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from pynet.cni.config import VXLAN_OVERHEAD
+from pynet.cni.drivers.base import AttachmentSpec, check_pod, configure_pod, gateway_for, pod_sysctls
+from pynet.cni.errors import CniError, ErrCode
+from pynet.cni.types import Interface, Result
+from pynet.netlink import addrs as nladdrs
+from pynet.netlink import links as nllinks
+from pynet.netlink import sysctl
+from pynet.netlink.errors import LinkExists, LinkNotFound, NetlinkOpError, NetnsNotFound, translating
+from pynet.netlink.handle import iproute
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
+
+__all__ = ["DEFAULT_MTU", "BridgeDriver"]
+
+DEFAULT_MTU = 1500
+log = logging.getLogger("pynet.cni")
+
+
+def _underlay_mtu(host: IPRoute, dev: str | None) -> int:
+    """MTU of the VXLAN underlay: ``dev`` if named, else the link of the IPv4 default route, else 1500."""
+    if dev:
+        return nllinks.get_link(host, dev).mtu
+    for route in nladdrs.list_routes(host, None, 4):
+        if route.dst.prefixlen == 0 and route.oif:
+            return nllinks.get_link(host, index=route.oif).mtu
+    return DEFAULT_MTU
+
+
+def _net_error(what: str, err: Exception) -> CniError:
+    return CniError(ErrCode.INTERNAL, f"{what}: {err}")
+
+
+class BridgeDriver:
+    """Implements :class:`pynet.cni.drivers.base.Driver` for ``mode: bridge``."""
+
+    def attach(self, spec: AttachmentSpec, undo: ExitStack) -> list[Interface]:
+        conf = spec.conf
+        with iproute(None) as host:
+            try:
+                mtu = spec.mtu or DEFAULT_MTU
+                if conf.vxlan is not None:
+                    vx = conf.vxlan
+                    vxl = nllinks.ensure_vxlan(host, vx.device, vni=vx.vni, port=vx.port, local=vx.local,
+                                               dev=vx.dev, mtu=_underlay_mtu(host, vx.dev) - VXLAN_OVERHEAD)
+                    # pods on an overlay node must fit the tunnel unless the config says otherwise
+                    mtu = spec.mtu or vxl.mtu
+                spec = replace(spec, mtu=mtu)
+                br = nllinks.ensure_bridge(host, conf.bridge, mtu=mtu)
+                if conf.is_gateway:
+                    for ip in spec.ips:
+                        gw = gateway_for(ip)
+                        gw_if = ipaddress.ip_interface(f"{gw}/{ip.address.network.prefixlen}")
+                        nladdrs.ensure_addr(host, br.index, gw_if)
+                if conf.promisc_mode and not br.promisc:
+                    nllinks.set_promisc(host, br.index, True)
+                if any(ip.family == 4 for ip in spec.ips):
+                    sysctl.write("net.ipv4.ip_forward", "1")
+                if any(ip.family == 6 for ip in spec.ips):
+                    sysctl.write("net.ipv6.conf.all.forwarding", "1")
+                if conf.vlan:
+                    self._enable_vlan_filtering(host, br.index)
+            except NetlinkOpError as err:
+                raise _net_error(f"cannot prepare bridge {conf.bridge}", err) from err
+            hostveth = self._veth(host, spec, br.index, undo)
+            try:
+                if conf.hairpin_mode:
+                    nllinks.set_hairpin(host, hostveth.index, True)
+                if conf.vlan:
+                    with translating(f"vlan {conf.vlan} on {hostveth.name}"):
+                        host.vlan_filter("add", index=hostveth.index,
+                                         vlan_info={"vid": conf.vlan, "flags": ["pvid", "untagged"]})
+            except NetlinkOpError as err:
+                raise _net_error(f"cannot configure bridge port {hostveth.name}", err) from err
+            br = nllinks.get_link(host, index=br.index)
+            hostveth = nllinks.get_link(host, index=hostveth.index)
+        # One handle into the pod (its creation also writes the pod's sysctls).
+        with iproute(spec.netns, nsexec=spec.nsexec, sysctls=pod_sysctls(spec.ifname, spec.ips)) as pod:
+            podveth = nllinks.get_link(pod, spec.ifname)
+            with translating(f"set {spec.ifname} up"):
+                pod.link("set", index=podveth.index, state="up")
+            configure_pod(pod, podveth.index, spec)
+            podveth = nllinks.get_link(pod, index=podveth.index)
+        return [
+            Interface(br.name, br.mac),
+            Interface(hostveth.name, hostveth.mac),
+            Interface(spec.ifname, podveth.mac, spec.netns, mtu=podveth.mtu),
+        ]
+
+    @staticmethod
+    def _enable_vlan_filtering(host: IPRoute, bridge_index: int) -> None:
+        try:
+            with translating("enable VLAN filtering"):
+                host.link("set", index=bridge_index, kind="bridge", br_vlan_filtering=1)
+        except NetlinkOpError as err:
+            if err.errno == errno.EOPNOTSUPP:
+                raise CniError(ErrCode.UNSUPPORTED_FIELD, "unsupported field vlan: this kernel's bridge has no "
+                               "VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING)") from err
+            raise
+
+    @staticmethod
+    def _veth(host: IPRoute, spec: AttachmentSpec, bridge_index: int, undo: ExitStack) -> nllinks.LinkInfo:
+        try:
+            created = _create_veth(host, spec, bridge_index)
+        except LinkExists as err:
+            raise CniError(ErrCode.INTERNAL, f"cannot create {spec.ifname} in {spec.netns}: {err}",
+                           "an interface of that name already exists in the container") from err
+        except NetlinkOpError as err:
+            raise _net_error("cannot create veth pair", err) from err
+        undo.callback(_undo_veth, created.name)
+        return created
+
+    def detach(self, spec: AttachmentSpec) -> None:
+        if not spec.netns:
+            return
+        try:
+            with iproute(spec.netns, nsexec=spec.nsexec) as pod:
+                nllinks.delete_link(pod, spec.ifname)
+        except NetnsNotFound:
+            return  # N.B. the netns is gone and took the veth pair with it
+        except NetlinkOpError as err:
+            raise _net_error(f"cannot delete {spec.ifname} in {spec.netns}", err) from err
+
+    def check(self, spec: AttachmentSpec, prev: Result) -> None:
+        try:
+            with iproute(spec.netns, nsexec=spec.nsexec) as pod:
+                check_pod(pod, spec, prev)
+        except NetnsNotFound as err:
+            raise CniError(ErrCode.UNKNOWN_CONTAINER, f"network namespace {spec.netns} does not exist") from err
+        with iproute(None) as host:
+            try:
+                br = nllinks.get_link(host, spec.conf.bridge)
+            except LinkNotFound as err:
+                raise CniError(100, f"CHECK failed: bridge {spec.conf.bridge} is missing") from err
+            for itf in prev.interfaces:
+                if itf.sandbox or itf.name == spec.conf.bridge:
+                    continue
+                try:
+                    link = nllinks.get_link(host, itf.name)
+                except LinkNotFound as err:
+                    raise CniError(100, f"CHECK failed: host interface {itf.name} is missing") from err
+                if link.master != br.index:
+                    raise CniError(100, f"CHECK failed: {itf.name} is not attached to {br.name}")
+
+
+def _create_veth(host: IPRoute, spec: AttachmentSpec, bridge_index: int) -> nllinks.LinkInfo:
+    """Host end + pod end in one request; bounded retry when the random host name clashes."""
+    last: Exception | None = None
+    for _ in range(nllinks.VETH_NAME_ATTEMPTS):
+        name = nllinks.random_veth_name()
+        try:
+            with translating(f"create veth {name}"):
+                host.link("add", ifname=name, kind="veth", mtu=spec.mtu,
+                          peer={"ifname": spec.ifname, "net_ns_fd": spec.netns, "mtu": spec.mtu})
+        except LinkExists as err:
+            last = err
+            if host.link_lookup(ifname=name):
+                continue  # our random name clashed: try another
+            raise  # the clash is inside the pod
+        link = nllinks.get_link(host, name)
+        with translating(f"attach {name} to bridge"):
+            host.link("set", index=link.index, master=bridge_index, state="up")
+        return link
+    raise NetlinkOpError(f"no free veth name after {nllinks.VETH_NAME_ATTEMPTS} attempts: {last}")
+
+
+def _undo_veth(name: str) -> None:
+    try:
+        with iproute(None) as host:
+            nllinks.delete_link(host, name)
+    except NetlinkOpError as err:  # N.B. best effort during rollback
+        log.warning("rollback: cannot delete %s: %s", name, err)

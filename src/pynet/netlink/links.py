@@ -1,0 +1,203 @@
+"""Links over pyroute2: typed :class:`LinkInfo`, bridge/veth/vxlan set-up and idempotent deletion.
+
+Conventions: ``ensure_*`` creates or verifies and returns the link (safe under concurrent callers:
+EEXIST from a racing creator is answered by re-reading); ``delete_link`` tolerates a missing link.
+Every function takes an open ``IPRoute`` (see :mod:`pynet.netlink.handle`) so the caller decides
+which namespace it talks to and how many requests share one socket.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pynet.netlink.errors import LinkExists, LinkNotFound, NetlinkOpError, translating
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
+
+__all__ = [
+    "IFF_PROMISC",
+    "IFF_UP",
+    "LinkInfo",
+    "delete_link",
+    "ensure_bridge",
+    "ensure_vxlan",
+    "get_link",
+    "random_veth_name",
+    "set_hairpin",
+    "set_promisc",
+    "setup_veth",
+]
+
+IFF_UP = 0x1
+IFF_PROMISC = 0x100
+VETH_NAME_ATTEMPTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class LinkInfo:
+    """What pynet needs to know about a link (read back from the kernel, never assumed)."""
+
+    index: int
+    name: str
+    kind: str
+    mac: str
+    mtu: int
+    up: bool
+    promisc: bool
+    master: int | None = None
+    hairpin: bool | None = None
+    vxlan_id: int | None = None
+    vxlan_port: int | None = None
+    vxlan_learning: bool | None = None
+
+    @classmethod
+    def from_msg(cls, msg: Any) -> LinkInfo:
+        flags = int(msg["flags"])
+        slave = msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_SLAVE_DATA")
+        hairpin = None
+        if slave is not None:
+            mode = slave.get("IFLA_BRPORT_MODE")
+            hairpin = bool(mode) if mode is not None else None
+        vx = msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA") if (
+            msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") == "vxlan") else None
+        return cls(
+            index=int(msg["index"]),
+            name=str(msg.get("IFLA_IFNAME")),
+            kind=str(msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") or ""),
+            mac=str(msg.get("IFLA_ADDRESS") or ""),
+            mtu=int(msg.get("IFLA_MTU") or 0),
+            up=bool(flags & IFF_UP),
+            promisc=bool(flags & IFF_PROMISC),
+            master=msg.get("IFLA_MASTER"),
+            hairpin=hairpin,
+            vxlan_id=vx.get("IFLA_VXLAN_ID") if vx is not None else None,
+            vxlan_port=vx.get("IFLA_VXLAN_PORT") if vx is not None else None,
+            vxlan_learning=bool(vx.get("IFLA_VXLAN_LEARNING")) if vx is not None else None,
+        )
+
+
+def random_veth_name() -> str:
+    """``veth`` + 8 hex digits (12 characters, within IFNAMSIZ), like the reference plugins."""
+    return "veth" + secrets.token_hex(4)
+
+
+def get_link(ipr: IPRoute, name: str | None = None, *, index: int | None = None) -> LinkInfo:
+    """Read a link by name or index; raises :class:`LinkNotFound`."""
+    if index is None:
+        found = ipr.link_lookup(ifname=name)
+        if not found:
+            raise LinkNotFound(f"link {name} not found", 19)
+        index = found[0]
+    with translating(f"get link {name or index}"):
+        return LinkInfo.from_msg(ipr.get_links(index)[0])
+
+
+def _set_up(ipr: IPRoute, link: LinkInfo) -> LinkInfo:
+    if not link.up:
+        with translating(f"set {link.name} up"):
+            ipr.link("set", index=link.index, state="up")
+    return get_link(ipr, index=link.index)
+
+
+def ensure_bridge(ipr: IPRoute, name: str, *, mtu: int | None = None) -> LinkInfo:
+    """Create bridge ``name`` (up) unless it exists; raise if ``name`` is some other kind of link."""
+    try:
+        link = get_link(ipr, name)
+    except LinkNotFound:
+        kw: dict[str, Any] = {"mtu": mtu} if mtu else {}
+        try:
+            with translating(f"create bridge {name}"):
+                ipr.link("add", ifname=name, kind="bridge", **kw)
+        except LinkExists:
+            pass  # a concurrent ADD won the race; use its bridge
+        link = get_link(ipr, name)
+    if link.kind != "bridge":
+        raise NetlinkOpError(f"{name} exists but is a {link.kind or 'device'} link, not a bridge")
+    return _set_up(ipr, link)
+
+
+def ensure_vxlan(ipr: IPRoute, name: str, *, vni: int, port: int = 8472, local: str | None = None,
+                 dev: str | None = None, mtu: int | None = None) -> LinkInfo:
+    """Make sure VXLAN device ``name`` exists with ``vni``/``port``, learning off, up.
+
+    The device is shared by every pod of the node and never deleted here. An existing device whose
+    VNI or port differ is an error (changing it would cut the node's other pods off).
+    """
+    try:
+        link = get_link(ipr, name)
+    except LinkNotFound:
+        kw: dict[str, Any] = {"vxlan_id": vni, "vxlan_port": port, "vxlan_learning": 0}
+        if local:
+            kw["vxlan_local"] = local
+        if dev:
+            kw["vxlan_link"] = get_link(ipr, dev).index
+        if mtu:
+            kw["mtu"] = mtu
+        try:
+            with translating(f"create vxlan {name}"):
+                ipr.link("add", ifname=name, kind="vxlan", **kw)
+        except LinkExists:
+            pass
+        link = get_link(ipr, name)
+    if link.kind != "vxlan":
+        raise NetlinkOpError(f"{name} exists but is a {link.kind or 'device'} link, not vxlan")
+    if link.vxlan_id != vni or link.vxlan_port != port:
+        raise NetlinkOpError(f"vxlan {name} has vni {link.vxlan_id} port {link.vxlan_port}, config wants {vni}/{port}")
+    return _set_up(ipr, link)
+
+
+def setup_veth(host: IPRoute, pod: IPRoute, pod_netns: str, pod_ifname: str, *, mtu: int,
+               master: int | None = None, host_ifname: str | None = None) -> tuple[LinkInfo, LinkInfo]:
+    """Create a veth pair: host end here (optionally enslaved to ``master``), peer ``pod_ifname`` in the pod.
+
+    One RTM_NEWLINK creates both ends, the peer directly in ``pod_netns``. A clash on a random host
+    name is retried (bounded); a clash on the pod side is :class:`LinkExists`. Returns
+    ``(host_link, pod_link)``, both up, as read back from the kernel.
+    """
+    if pod.link_lookup(ifname=pod_ifname):
+        raise LinkExists(f"interface {pod_ifname} already exists in {pod_netns}", 17)
+    for attempt in range(VETH_NAME_ATTEMPTS):
+        name = host_ifname or random_veth_name()
+        try:
+            with translating(f"create veth {name}/{pod_ifname}"):
+                host.link("add", ifname=name, kind="veth", mtu=mtu,
+                          peer={"ifname": pod_ifname, "net_ns_fd": pod_netns, "mtu": mtu})
+            break
+        except LinkExists:
+            if host_ifname or pod.link_lookup(ifname=pod_ifname) or attempt == VETH_NAME_ATTEMPTS - 1:
+                raise
+    host_link = get_link(host, name)
+    with translating(f"set {name} up"):
+        if master is not None:
+            host.link("set", index=host_link.index, master=master, state="up")
+        else:
+            host.link("set", index=host_link.index, state="up")
+    pod_link = _set_up(pod, get_link(pod, pod_ifname))
+    return get_link(host, index=host_link.index), pod_link
+
+
+def set_hairpin(ipr: IPRoute, index: int, on: bool) -> None:
+    """Hairpin mode on a bridge port (traffic may leave the port it came in on)."""
+    with translating(f"hairpin on port {index}"):
+        ipr.brport("set", index=index, mode=1 if on else 0)
+
+
+def set_promisc(ipr: IPRoute, index: int, on: bool) -> None:
+    with translating(f"promisc on {index}"):
+        ipr.link("set", index=index, flags=IFF_PROMISC if on else 0, change=IFF_PROMISC)
+
+
+def delete_link(ipr: IPRoute, name: str) -> bool:
+    """Delete ``name``; True if it was there, False if it was already gone (idempotent)."""
+    found = ipr.link_lookup(ifname=name)
+    if not found:
+        return False
+    try:
+        with translating(f"delete link {name}"):
+            ipr.link("del", index=found[0])
+    except LinkNotFound:
+        return False
+    return True
