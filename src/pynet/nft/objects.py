@@ -152,6 +152,8 @@ class Element:
     key: str
     value: str | None = None
 
+    def body(self, verb: str) -> str:
+        return self.key if self.value is None or verb == "delete" else f"{self.key} : {self.value}"
+
     def render(self, verb: str, family: str, table: str) -> str:
-        body = self.key if self.value is None or verb == "delete" else f"{self.key} : {self.value}"
-        return f"{verb} element {family} {table} {self.container} {{ {body} }}"
+        return f"{verb} element {family} {table} {self.container} {{ {self.body(verb)} }}"

@@ -120,8 +120,8 @@ class Nft:
 
     def list(self, kind: Literal["chains", "sets", "maps"]) -> builtins.list[str]:
         """Names of the chains / sets / maps in our table ([] when the table does not exist)."""
-        if not self.table_exists():
-            return []
+        # N.B. no table_exists() first: with libnftables 1.0.6 every command re-reads the whole
+        # family's cache, so each extra listing costs as much as this one
         key = {"chains": "chain", "sets": "set", "maps": "map"}[kind]
         if kind == "chains":
             items = self._json(f"list chains {self.family}")

@@ -17,7 +17,10 @@ from dataclasses import dataclass
 from pynet.nft.errors import NftError
 from pynet.nft.objects import Chain, Element, Map, Rule, Set, Table
 
-__all__ = ["NftObject", "Operation", "Transaction"]
+__all__ = ["ELEMENT_BATCH", "NftObject", "Operation", "Transaction"]
+
+#: most elements rendered into one ``add element`` / ``delete element`` command
+ELEMENT_BATCH = 1000
 
 NftObject = Table | Chain | Rule | Set | Map | Element
 
@@ -85,8 +88,25 @@ class Transaction:
         return iter(self.operations)
 
     def lines(self) -> Iterator[str]:
-        for op in self.operations:
-            yield op.obj.render(op.verb, self.family, self.table)
+        """One command per operation, except that consecutive element operations with the same
+        verb and set/map become one command (up to ELEMENT_BATCH elements): libnftables' cost is
+        per command, and 10,000 single-element commands take seconds.
+        """
+        ops = self.operations
+        i = 0
+        while i < len(ops):
+            op = ops[i]
+            if not isinstance(op.obj, Element):
+                yield op.obj.render(op.verb, self.family, self.table)
+                i += 1
+                continue
+            j = i
+            while (j < len(ops) and j - i < ELEMENT_BATCH and ops[j].verb == op.verb
+                   and isinstance(ops[j].obj, Element) and ops[j].obj.container == op.obj.container):  # type: ignore[union-attr]
+                j += 1
+            bodies = ", ".join(o.obj.body(op.verb) for o in ops[i:j])  # type: ignore[union-attr]
+            yield f"{op.verb} element {self.family} {self.table} {op.obj.container} {{ {bodies} }}"
+            i = j
 
     def __str__(self) -> str:
         return "".join(line + "\n" for line in self.lines())

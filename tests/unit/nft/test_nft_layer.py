@@ -176,3 +176,18 @@ def test_fake_rejects_other_tables() -> None:
 )
 def test_json_expressions_read_back_as_nft_text(expr: object, text: str) -> None:
     assert _json_expr(expr) == text
+
+
+def test_consecutive_element_operations_share_one_command() -> None:
+    tx = Transaction("ip", "pynet")
+    tx.add(Element("m", "tcp . 80", "drop"))
+    tx.add(Element("m", "tcp . 81", "goto x"))
+    tx.add(Element("s", "10.0.0.1"))
+    tx.delete(Element("m", "tcp . 82", "drop"))
+    tx.delete(Element("m", "tcp . 83", "drop"))
+    assert str(tx).splitlines() == [
+        "add element ip pynet m { tcp . 80 : drop, tcp . 81 : goto x }",
+        "add element ip pynet s { 10.0.0.1 }",
+        "delete element ip pynet m { tcp . 82, tcp . 83 }",
+    ]
+    assert len(tx) == 5  # still five operations for the fake and for metrics

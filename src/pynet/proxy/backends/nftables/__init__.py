@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from typing import ClassVar
 
-from pynet.nft.errors import NftError, NftUnavailable
+from pynet.nft.errors import NftError, NftUnavailable, is_not_found
 from pynet.nft.objects import Chain, Element, Rule, Set, Table
 from pynet.nft.runner import Nft, NftInterface, probe
 from pynet.nft.transaction import Transaction
@@ -101,6 +101,8 @@ class NftablesBackend:
         self._nodeport_elems: frozenset[str] = frozenset()
         self._stale_chains: dict[str, float] = {}  # flushed, waiting for deletion since
         self._needs_full = True
+        #: False until we know the kernel holds exactly what _applied says (then no listing needed)
+        self._trusted = False
         #: operations in the last transaction sent (for logs, metrics and tests)
         self.last_transaction_size = 0
 
@@ -120,13 +122,13 @@ class NftablesBackend:
 
     def cleanup(self) -> None:
         """Delete table ``pynet`` of this family, if present; nothing else is touched."""
+        tx = self.nft.new_transaction()
+        tx.delete(Table())
         try:
-            if self.nft.table_exists():
-                tx = self.nft.new_transaction()
-                tx.delete(Table())
-                self.nft.run(tx)
+            self.nft.run(tx)
         except NftError as err:
-            raise SyncError(f"removing nftables table {TABLE}: {err}") from err
+            if not is_not_found(err):  # already gone is fine: cleanup is idempotent
+                raise SyncError(f"removing nftables table {TABLE}: {err}") from err
         self._reset()
 
     def sync(self, state: ProxyState, changed: frozenset[NamespacedName], full: bool) -> None:
@@ -163,6 +165,7 @@ class NftablesBackend:
                 for k in desired[svc].elements if svc in desired else ():
                     self._owner[k] = svc
         self._applied = desired
+        self._trusted = True
         self._globals = g
         self._nodeport_elems = frozenset(str(a) for a in g.nodeport_ips)
         self._needs_full = False
@@ -201,8 +204,12 @@ class NftablesBackend:
                 tx.add(Rule(chain_name, rule))
 
     def _build_full(self, tx: Transaction, g: Globals, desired: dict[NamespacedName, Rendered]) -> None:
-        existing_chains = set(self.nft.list("chains"))
-        existing_sets = set(self.nft.list("sets"))
+        if not self._trusted:  # first full sync, or after a failure: ask the kernel
+            existing_chains, existing_sets = set(self.nft.list("chains")), set(self.nft.list("sets"))
+        else:  # listing 10,000 services' chains costs ~0.5 s; our record is exact
+            existing_chains = {n for r in self._applied.values() for n in r.chains} | set(self._stale_chains)
+            existing_chains |= _FIXED_CHAINS
+            existing_sets = {n for r in self._applied.values() for n in r.sets} | _FIXED_SETS
         self._skeleton(tx, g)
         for m in render_base_maps(g):
             tx.flush(m)
@@ -298,10 +305,12 @@ class NftablesBackend:
             self.nft.run(tx)
         except NftError as err:
             self._needs_full = True
+            self._trusted = False
             log.debug("failed transaction:\n%s", tx)
             raise SyncError(f"nftables transaction of {len(tx)} operations failed: {err}") from err
 
     def _reset(self) -> None:
+        self._trusted = False
         self._applied = {}
         self._owner = {}
         self._globals = None

@@ -12,7 +12,8 @@ Layout of table ``ip pynet`` (``ip6 pynet`` for IPv6), after kube-proxy's nftabl
   ``nat-postrouting`` (srcnat) masquerades packets carrying MASQ_MARK; ``filter-*`` chains (priority
   filter-10, before/after DNAT) run the endpoint, firewall and cluster-IP checks for new connections;
 * per service port: ``service-*`` (cluster policy: masquerade off-cluster clients of the cluster IP,
-  session affinity, ``numgen random mod N`` over endpoint chains), ``local-*`` (the same over local
+  session affinity, then ``numgen random mod N-i 0 goto`` rules choosing an endpoint chain
+  uniformly), ``local-*`` (the same over local
   endpoints, for internalTrafficPolicy/externalTrafficPolicy Local), ``external-*`` (NodePort,
   external and LB IPs: masquerade, or with ETP Local keep the client address and use local
   endpoints), ``firewall-*`` (source ranges), ``endpoint-*`` (hairpin masquerade, affinity update,
@@ -169,11 +170,12 @@ def _policy_chain(
     if sp.session_affinity_timeout is not None:
         for ep, chain in zip(eps, chains, strict=True):
             rules.append(f"{ip} saddr @{affinity_set(sp, ep, sp.session_affinity_timeout)} goto {chain}")
-    if len(chains) == 1:
-        rules.append(f"goto {chains[0]}")
-    else:
-        vmap = ", ".join(f"{i} : goto {c}" for i, c in enumerate(chains))
-        rules.append(f"numgen random mod {len(chains)} vmap {{ {vmap} }}")
+    # Uniform choice without sets: rule i matches with probability 1/(N-i), the last one always.
+    # (An anonymous `numgen ... vmap { }` per service would be one anonymous set each, and the
+    # kernel's anonymous-set naming scans every set of the table: quadratic, 77 s at 10,000.)
+    for i, chain in enumerate(chains):
+        left = len(chains) - i
+        rules.append(f"numgen random mod {left} 0 goto {chain}" if left > 1 else f"goto {chain}")
     for ep, chain in zip(eps, chains, strict=True):
         if chain in out.chains:
             continue
