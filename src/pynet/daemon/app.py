@@ -342,5 +342,7 @@ class Agent:
         for server in self._http:
             server.stop()
         self._http.clear()
+        # source threads may sit in a blocking watch read; they are daemons, so bound the wait overall
+        deadline = time.monotonic() + 1.0
         for t in self._threads:
-            t.join(timeout=2)
+            t.join(timeout=max(0.0, deadline - time.monotonic()))

@@ -93,12 +93,15 @@ class RecordingBackend:
     def last(self) -> RecordedSync:
         return self.syncs[-1]
 
-    def wait_for(self, predicate: object, timeout: float = 5.0) -> RecordedSync:
-        """Block until a recorded sync satisfies ``predicate(RecordedSync)``; AssertionError on timeout."""
+    def wait_for(self, predicate: object, timeout: float = 5.0, *, after: int = 0) -> RecordedSync:
+        """Block until a sync numbered ``after`` or later satisfies ``predicate(RecordedSync)``.
+
+        Returns the most recent match; AssertionError on timeout.
+        """
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                for rec in reversed(self.syncs):
+                for rec in reversed(self.syncs[after:]):
                     if callable(predicate) and predicate(rec):
                         return rec
                 left = deadline - time.monotonic()
