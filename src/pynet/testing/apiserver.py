@@ -19,6 +19,7 @@ watches), :meth:`drop_watches` (cut open streams mid-chunk, as a crashed apiserv
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import socket
@@ -372,3 +373,34 @@ class FakeApiServer:
         finally:
             with self._cond:
                 self._open_watches[kind] -= 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pynet.testing.apiserver --objects FILE --kubeconfig OUT``: serve until killed.
+
+    For tests whose agent runs inside a network namespace (loopback is per namespace): start this
+    inside the same namespace. FILE is a JSON list of objects; OUT receives a kubeconfig pointing here.
+    """
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(prog="pynet.testing.apiserver")
+    parser.add_argument("--objects", type=Path, required=True)
+    parser.add_argument("--kubeconfig", type=Path, required=True)
+    args = parser.parse_args(argv)
+    server = FakeApiServer().start()
+    for obj in json.loads(args.objects.read_text()):
+        server.apply(obj)
+    tmp = args.kubeconfig.with_name(args.kubeconfig.name + ".tmp")
+    server.write_kubeconfig(tmp)
+    tmp.replace(args.kubeconfig)  # appears atomically: its presence means "serving"
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with contextlib.suppress(KeyboardInterrupt):
+        stop.wait()
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
