@@ -88,7 +88,7 @@ class Commands:
         conf = _conf(args)
         delegate.delegate("DEL", conf.ipam_type, args)
         netns = args.netns if args.netns and os.path.exists(args.netns) else ""
-        get_driver(conf.mode).detach(replace(self._spec(conf, args), netns=netns))
+        get_driver(conf.mode).detach(replace(self._spec(conf, args), netns=netns, prev=conf.prev_result))
         if conf.ip_masq:
             masq.teardown(conf.name, args.container_id, args.ifname)
 

@@ -57,6 +57,8 @@ class AttachmentSpec:
     ips: tuple[IPConfig, ...] = ()
     routes: tuple[Route, ...] = ()
     nsexec: NetnsExec | None = None
+    #: the config's prevResult (DEL/CHECK), if any: names the host-side links ADD made
+    prev: Result | None = None
 
 
 class Driver(Protocol):

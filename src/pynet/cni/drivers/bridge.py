@@ -136,15 +136,28 @@ class BridgeDriver:
         return created
 
     def detach(self, spec: AttachmentSpec) -> None:
-        if not spec.netns:
+        if spec.netns:
+            try:
+                with iproute(spec.netns, nsexec=spec.nsexec) as pod:
+                    nllinks.delete_link(pod, spec.ifname)
+                return
+            except NetnsNotFound:
+                pass  # N.B. the netns is gone (and took the veth pair with it, unless someone holds it)
+            except NetlinkOpError as err:
+                raise _net_error(f"cannot delete {spec.ifname} in {spec.netns}", err) from err
+        # No usable netns: remove the host end prevResult names, if it is still one of our veths.
+        host_ends = [i.name for i in (spec.prev.interfaces if spec.prev else ())
+                     if not i.sandbox and i.name != spec.conf.bridge]
+        if not host_ends:
             return
-        try:
-            with iproute(spec.netns, nsexec=spec.nsexec) as pod:
-                nllinks.delete_link(pod, spec.ifname)
-        except NetnsNotFound:
-            return  # N.B. the netns is gone and took the veth pair with it
-        except NetlinkOpError as err:
-            raise _net_error(f"cannot delete {spec.ifname} in {spec.netns}", err) from err
+        with iproute(None) as host:
+            for name in host_ends:
+                try:
+                    link = nllinks.get_link(host, name)
+                except LinkNotFound:
+                    continue
+                if link.kind == "veth":
+                    nllinks.delete_link(host, name)
 
     def check(self, spec: AttachmentSpec, prev: Result) -> None:
         try:
