@@ -9,6 +9,7 @@ was started in.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import os
@@ -207,7 +208,7 @@ class Agent:
         self._api = ApiClient.from_config(cfg.kubeconfig, in_cluster=cfg.in_cluster)
         for kind, (list_fn, watch_fn) in self._api.resources().items():
             informer = Informer(kind, list_fn, watch_fn, proxier, clock=self.clock)
-            self._spawn(f"informer-{kind.value.lower()}", lambda inf=informer: inf.run(self.stop_event))
+            self._spawn(f"informer-{kind.value.lower()}", functools.partial(informer.run, self.stop_event))
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)

@@ -72,11 +72,12 @@ class ObjectCache:
         self._handler = handler
         self._items: dict[Key, Model] = {}
         self._synced = False
-        self._deliver: Callable[[Any, Any], None] = {
+        deliver: dict[Kind, Callable[[Any, Any], None]] = {
             Kind.SERVICE: handler.on_service_update,
             Kind.ENDPOINT_SLICE: handler.on_endpointslice_update,
             Kind.NODE: handler.on_node_update,
-        }[kind]
+        }
+        self._deliver = deliver[kind]
 
     def __len__(self) -> int:
         return len(self._items)

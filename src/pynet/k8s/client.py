@@ -23,7 +23,7 @@ from typing import Any
 import urllib3
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
 from pynet.k8s.errors import ApiError, Gone, StreamBroken
@@ -60,9 +60,9 @@ class ApiClient:
         conf = k8s_client.Configuration()
         try:
             if in_cluster and not kubeconfig:
-                k8s_config.load_incluster_config(client_configuration=conf)
+                k8s_config.load_incluster_config(client_configuration=conf)  # type: ignore[no-untyped-call]
             else:
-                k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=conf)
+                k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=conf)  # type: ignore[no-untyped-call]
         except Exception as err:
             raise ApiError(f"cannot load cluster credentials ({kubeconfig or 'in-cluster'}): {err}") from err
         return cls(k8s_client.ApiClient(conf))
@@ -121,7 +121,7 @@ class ApiClient:
             except (ApiException, urllib3.exceptions.HTTPError, OSError) as err:
                 raise _translate(err, what) from err
             try:
-                for line in iter_resp_lines(resp):
+                for line in iter_resp_lines(resp):  # type: ignore[no-untyped-call]
                     if not line.strip():
                         continue
                     try:

@@ -153,12 +153,9 @@ def _identity(obj: Any, *, namespaced: bool) -> tuple[str, str]:
     meta = obj.get("metadata") if isinstance(obj, Mapping) else None
     if not isinstance(meta, Mapping):
         return ("default" if namespaced else ""), ""
-    name = meta.get("name") if isinstance(meta.get("name"), str) else ""
-    ns = (
-        meta.get("namespace")
-        if isinstance(meta.get("namespace"), str) and meta.get("namespace")
-        else "default"
-    )
+    raw_name, raw_ns = meta.get("name"), meta.get("namespace")
+    name = raw_name if isinstance(raw_name, str) else ""
+    ns = raw_ns if isinstance(raw_ns, str) and raw_ns else "default"
     return (ns if namespaced else ""), name
 
 
@@ -331,7 +328,8 @@ def _slice(ns: str, name: str, raw: Mapping[str, Any]) -> EndpointSlice:
         cond = _map(e.get("conditions"), f"{where}.conditions")
         # API semantics: ready unset means ready; serving unset follows ready; terminating unset is False
         ready = cond.get("ready") is not False
-        serving = cond.get("serving") if isinstance(cond.get("serving"), bool) else ready
+        raw_serving = cond.get("serving")
+        serving = raw_serving if isinstance(raw_serving, bool) else ready
         endpoints.append(
             SliceEndpoint(
                 addresses=addrs,

@@ -73,7 +73,8 @@ def parse_manifests(path: Path) -> FileObjects:
     out: FileObjects = {}
     for doc in docs:
         for obj in _flatten(doc):
-            kind = _KINDS.get(obj.get("kind")) if isinstance(obj, dict) else None
+            kind_name = obj.get("kind") if isinstance(obj, dict) else None
+            kind = _KINDS.get(kind_name) if isinstance(kind_name, str) else None
             if kind is None:
                 continue
             _, ns, name = object_key(kind.value, obj)
@@ -149,7 +150,7 @@ class ManifestDirSource:
         # Nodes first, so that endpoint locality and node IPs are known when services arrive
         order = {Kind.NODE: 0, Kind.SERVICE: 1, Kind.ENDPOINT_SLICE: 2}
         for kind, key in sorted(touched, key=lambda fk: (order[fk[0]], fk[1])):
-            owners = self._owners.get((kind, key))
+            owners = self._owners.get((kind, key)) or []
             value = self._files[owners[0]][(kind, key)] if owners else None
             self._caches[kind].set(key, value)
         for kind in (Kind.NODE, Kind.SERVICE, Kind.ENDPOINT_SLICE):

@@ -67,7 +67,7 @@ class FakeApiServer:
     @property
     def url(self) -> str:
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host.decode() if isinstance(host, bytes) else host}:{port}"
 
     def start(self) -> FakeApiServer:
         self._thread.start()
@@ -275,7 +275,12 @@ class FakeApiServer:
             obj.pop("kind", None)
             obj.pop("apiVersion", None)
         doc = {"kind": f"{kind}List", "apiVersion": api_version, "metadata": meta, "items": page}
-        h._send_json(200, doc)
+        body = json.dumps(doc).encode()
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
 
     def _serve_watch(self, h: BaseHTTPRequestHandler, kind: str, query: dict[str, str]) -> None:
         since = int(query.get("resourceVersion", "0") or 0)

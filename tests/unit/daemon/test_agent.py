@@ -21,6 +21,7 @@ from pynet.daemon.app import Agent
 from pynet.daemon.config import AgentConfig, parse_address
 from pynet.daemon.server import AgentHTTPServer
 from pynet.errors import ConfigError
+from pynet.proxy.conntrack import RecordingConntrack
 from pynet.testing.apiserver import FakeApiServer
 from pynet.testing.builders import make_node, make_service, make_slice, port
 from pynet.testing.recording import RecordingBackend
@@ -106,9 +107,10 @@ def test_long_running_agent_follows_api_and_serves_health_and_metrics(tmp_path: 
             pod_cidr_file=None,
             healthz_address=("127.0.0.1", 0),
             metrics_address=("127.0.0.1", 0),
+            cni_server=False,  # this test runs in the root namespace: bind nothing there
         )
         be = RecordingBackend()
-        agent = Agent(cfg, backend=be)
+        agent = Agent(cfg, backend=be, conntrack=RecordingConntrack())
         t = threading.Thread(target=agent.run, daemon=True)
         t.start()
         try:
