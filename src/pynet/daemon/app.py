@@ -25,8 +25,9 @@ from pynet.daemon.server import AgentHTTPServer
 from pynet.errors import PynetError
 from pynet.proxy.backends import BACKENDS, Backend, BackendUnavailable, load_backend
 from pynet.proxy.conntrack import ConntrackCleaner, ConntrackTool
+from pynet.proxy.metaproxier import MetaProxier
 from pynet.proxy.metrics import ProxyMetrics
-from pynet.proxy.model import IPAddress, Node
+from pynet.proxy.model import IPAddress, IPFamily, Node
 from pynet.proxy.proxier import Proxier
 
 __all__ = ["Agent", "AgentError", "resolve_backend", "run_cleanup"]
@@ -96,6 +97,10 @@ def run_cleanup(config: AgentConfig) -> int:
     return 1 if failed else 0
 
 
+def cfg_name(cls: type) -> str:
+    return getattr(cls, "name", cls.__name__)
+
+
 class _HostAddresses:
     """This namespace's global addresses (fallback node IPs when no Node object names them); cached."""
 
@@ -146,17 +151,31 @@ class Agent:
         self._api: Any = None
         self._overlay: Any = None
         self._annotated: dict[str, str] = {}
-        self.proxier: Proxier | None = None
+        self.proxier: Proxier | None = None  # the primary family's proxier (health, tests)
+        self.meta: MetaProxier | None = None
         self.started = time.monotonic()
 
     # ------------------------------------------------------------------ wiring
 
-    def _build_backend(self) -> Backend:
+    def _build_backends(self, families: Sequence[IPFamily]) -> dict[IPFamily, Backend]:
+        """One backend instance per family (``cls(family=...)``); a family the backend cannot take is skipped."""
         if self._backend is not None:
-            return self._backend
+            return {families[0]: self._backend}
         cls = resolve_backend(self.config.backend)
         cls.probe()
-        return cls()
+        out: dict[IPFamily, Backend] = {}
+        for fam in families:
+            try:
+                out[fam] = cls(family=fam)  # type: ignore[call-arg]
+            except TypeError:
+                if fam is IPFamily.V4:
+                    out[fam] = cls()
+                else:
+                    log.warning(
+                        "backend has no IPv6 support; IPv6 services not proxied",
+                        extra={"kv": {"backend": cfg_name(cls)}},
+                    )
+        return out
 
     def _node_observers(self) -> list[Callable[[Node | None, Sequence[Node]], None]]:
         observers: list[Callable[[Node | None, Sequence[Node]], None]] = []
@@ -194,7 +213,7 @@ class Agent:
             self._api.patch_node_annotations(local.name, wanted)
             self._annotated = wanted
 
-    def _start_sources(self, proxier: Proxier) -> None:
+    def _start_sources(self, proxier: MetaProxier) -> None:
         cfg = self.config
         if cfg.source_dir is not None:
             from pynet.k8s.manifests import ManifestDirSource
@@ -215,7 +234,7 @@ class Agent:
         t.start()
         self._threads.append(t)
 
-    def _start_http(self, proxier: Proxier) -> None:
+    def _start_http(self) -> None:
         cfg = self.config
         addrs: dict[tuple[str, int], set[str]] = {}
         if cfg.healthz_address is not None:
@@ -275,30 +294,48 @@ class Agent:
 
     # ------------------------------------------------------------------ run
 
-    def setup(self) -> Proxier:
+    def setup(self) -> MetaProxier:
         cfg = self.config
+        # one proxier per IP family of the cluster CIDRs (IPv4 when none is given)
+        families = sorted({IPFamily(c.version) for c in cfg.cluster_cidrs}) or [IPFamily.V4]
         try:
-            backend = self._build_backend()
-            backend.setup()
+            backends = self._build_backends(families)
+            for backend in backends.values():
+                backend.setup()
         except BackendUnavailable as err:
             raise AgentError(f"backend {cfg.backend!r} unavailable: {err}") from err
+        if not backends:
+            raise AgentError(f"backend {cfg.backend!r} supports none of the cluster's IP families")
         if cfg.overlay != "none":
             self._overlay = _make_overlay(cfg.overlay, cfg.node_name)
         conntrack = self._conntrack if self._conntrack is not None else ConntrackTool()
-        self.proxier = Proxier(
-            backend,
-            node_name=cfg.node_name,
-            cluster_cidrs=cfg.cluster_cidrs,
-            nodeport_addresses=cfg.nodeport_addresses,
-            min_sync_period=cfg.min_sync_period,
-            sync_period=cfg.sync_period,
-            metrics=self.metrics,
-            conntrack=conntrack,
-            clock=self.clock,
-            fallback_node_ips=_HostAddresses(),
-            node_observers=self._node_observers(),
+        host_addresses = _HostAddresses()
+
+        def make(request_sync: Callable[[], None]) -> list[Proxier]:
+            return [
+                Proxier(
+                    backend,
+                    node_name=cfg.node_name,
+                    family=fam,
+                    cluster_cidrs=cfg.cluster_cidrs,
+                    nodeport_addresses=cfg.nodeport_addresses,
+                    min_sync_period=cfg.min_sync_period,
+                    sync_period=cfg.sync_period,
+                    metrics=self.metrics,
+                    conntrack=conntrack,
+                    clock=self.clock,
+                    fallback_node_ips=host_addresses,
+                    node_observers=self._node_observers() if i == 0 else (),
+                    request_sync=request_sync,
+                )
+                for i, (fam, backend) in enumerate(sorted(backends.items()))
+            ]
+
+        self.meta = MetaProxier(
+            make, min_sync_period=cfg.min_sync_period, sync_period=cfg.sync_period, clock=self.clock
         )
-        return self.proxier
+        self.proxier = self.meta.primary
+        return self.meta
 
     def run(self) -> int:
         cfg = self.config
@@ -306,20 +343,20 @@ class Agent:
             "agent starting",
             extra={"kv": {"node": cfg.node_name, "backend": cfg.backend, "overlay": cfg.overlay}},
         )
-        proxier = self.setup()
+        meta = self.setup()
         try:
-            self._start_http(proxier)
-            self._start_sources(proxier)
+            self._start_http()
+            self._start_sources(meta)
             if cfg.once:
-                return self._run_once(proxier)
+                return self._run_once(meta)
             self._start_cni_server()
-            proxier.runner.loop(self.stop_event)
+            meta.runner.loop(self.stop_event)
             log.info("agent stopped; rules left in place")
             return 0
         finally:
             self.shutdown()
 
-    def _run_once(self, proxier: Proxier) -> int:
+    def _run_once(self, proxier: MetaProxier) -> int:
         if not proxier.all_synced.wait(self.config.once_timeout):
             raise AgentError(f"--once: sources did not sync within {self.config.once_timeout:.0f}s")
         try:
@@ -330,8 +367,8 @@ class Agent:
 
     def stop(self) -> None:
         self.stop_event.set()
-        if self.proxier is not None:
-            self.proxier.runner.run()  # wake the sync loop
+        if self.meta is not None:
+            self.meta.runner.run()  # wake the sync loop
 
     def shutdown(self) -> None:
         self.stop_event.set()

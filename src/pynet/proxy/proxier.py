@@ -84,6 +84,7 @@ class Proxier:
         fallback_node_ips: Callable[[], Sequence[IPAddress]] | None = None,
         node_observers: Sequence[NodeObserver] = (),
         required_kinds: frozenset[Kind] = ALL_KINDS,
+        request_sync: Callable[[], None] | None = None,
     ) -> None:
         self.backend = backend
         self.node_name = node_name
@@ -122,6 +123,8 @@ class Proxier:
             max_interval=sync_period,
             clock=clock,
         )
+        #: how handlers ask for a sync: this proxier's own runner, or a MetaProxier's shared one
+        self.request_sync = request_sync if request_sync is not None else self.runner.run
 
     # ------------------------------------------------------------------ handlers (source threads)
 
@@ -157,7 +160,7 @@ class Proxier:
         log.info("source synced", extra={"kv": {"kind": kind.value}})
         if done and not self.all_synced.is_set():
             self.all_synced.set()
-            self.runner.run()
+            self.request_sync()
 
     def on_invalid(self, err: InvalidObject) -> None:
         what = "service" if err.kind == "Service" else err.kind.lower()
@@ -171,7 +174,7 @@ class Proxier:
     def _request(self) -> None:
         self.metrics.pending.set(self.svc_tracker.pending() + self.ep_tracker.pending())
         if self.all_synced.is_set():
-            self.runner.run()
+            self.request_sync()
 
     # ------------------------------------------------------------------ sync thread
 

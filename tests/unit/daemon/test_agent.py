@@ -276,7 +276,9 @@ def test_health_goes_stale(tmp_path: Path) -> None:
         backend=RecordingBackend(),
         clock=clock,
     )
-    p = agent.setup()
+    agent.setup()
+    p = agent.proxier
+    assert p is not None
     assert agent.readyz() == (False, "not synced yet")
     assert agent.healthz()[0]  # young agent: healthy while waiting for the first sync
     p.last_success = clock.monotonic()
@@ -314,3 +316,53 @@ def test_cleanup_calls_every_loadable_backend(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(app, "load_backend", lambda name: table[name])
     assert app.run_cleanup(AgentConfig(node_name="n1", cleanup=True)) == 0
     assert cleaned == ["fine"]
+
+
+def test_dual_stack_one_proxier_per_family(tmp_path: Path) -> None:
+    """--cluster-cidr with both families: one backend instance and one ProxyState per family, one sync thread."""
+    from pynet.proxy.model import IPFamily
+
+    made: dict[IPFamily, FamilyBackend] = {}
+
+    class FamilyBackend(RecordingBackend):
+        def __init__(self, family: IPFamily = IPFamily.V4) -> None:
+            super().__init__()
+            made[family] = self
+
+    import pynet.daemon.app as app_mod
+
+    (tmp_path / "a.yaml").write_text(
+        yaml.safe_dump_all(
+            [
+                make_node("n1", ["192.168.50.1", "fd00:50::1"]),
+                make_service(
+                    "web", "10.96.0.10", clusterIPs=["10.96.0.10", "fd00:96::10"], ipFamilies=["IPv4", "IPv6"]
+                ),
+                make_slice("web", ["10.244.1.5"], name="web-v4"),
+                make_slice("web", ["fd00:244:1::5"], name="web-v6", address_type="IPv6"),
+            ]
+        )
+    )
+    orig = app_mod.resolve_backend
+    app_mod.resolve_backend = lambda name: FamilyBackend  # type: ignore[assignment,return-value]
+    try:
+        from pynet.daemon.config import parse_cidrs
+
+        cfg = AgentConfig(
+            node_name="n1",
+            source_dir=tmp_path,
+            once=True,
+            pod_cidr_file=None,
+            cluster_cidrs=parse_cidrs("10.244.0.0/16,fd00:244::/48", "x"),
+        )
+        assert Agent(cfg, conntrack=RecordingConntrack()).run() == 0
+    finally:
+        app_mod.resolve_backend = orig
+    assert set(made) == {IPFamily.V4, IPFamily.V6}
+    v4, v6 = made[IPFamily.V4].last.state, made[IPFamily.V6].last.state
+    assert [str(sp.cluster_ip) for sp in v4.services.values()] == ["10.96.0.10"]
+    assert [str(sp.cluster_ip) for sp in v6.services.values()] == ["fd00:96::10"]
+    assert [str(e) for e in v6.endpoints_of(next(iter(v6.services)))] == ["[fd00:244:1::5]:8080"]
+    assert [str(ip) for ip in v6.node_ips] == ["fd00:50::1"] and [str(c) for c in v6.cluster_cidrs] == [
+        "fd00:244::/48"
+    ]

@@ -27,7 +27,9 @@ class FakeOverlay:
         self.cleaned = 0
 
     def sync(self, local: Node | None, nodes: Sequence[Node]) -> None:
-        self.syncs.append((local.name if local else None, [n.name for n in nodes], threading.current_thread().name))
+        self.syncs.append(
+            (local.name if local else None, [n.name for n in nodes], threading.current_thread().name)
+        )
 
     def local_annotations(self) -> dict[str, str]:
         return {"pynet.io/vtep-mac": "02:00:00:00:00:01", "pynet.io/vtep-ip": "192.168.50.1"}
@@ -58,8 +60,12 @@ def test_overlay_synced_and_annotations_patched(tmp_path: Path, monkeypatch: pyt
         srv.apply(make_node("n1", ["192.168.50.1"], ["10.244.1.0/24"]))
         srv.apply(make_node("n2", ["192.168.50.2"], ["10.244.2.0/24"]))
         cfg = AgentConfig(
-            node_name="n1", kubeconfig=str(srv.write_kubeconfig(tmp_path / "kc")), overlay="vxlan",
-            min_sync_period=0.05, pod_cidr_file=None, cni_server=False,
+            node_name="n1",
+            kubeconfig=str(srv.write_kubeconfig(tmp_path / "kc")),
+            overlay="vxlan",
+            min_sync_period=0.05,
+            pod_cidr_file=None,
+            cni_server=False,
         )
         agent = Agent(cfg, backend=RecordingBackend(), conntrack=RecordingConntrack())
         t = threading.Thread(target=agent.run, name="sync-main", daemon=True)
@@ -70,7 +76,9 @@ def test_overlay_synced_and_annotations_patched(tmp_path: Path, monkeypatch: pyt
             assert overlay.syncs[0][2] == "sync-main"  # on the sync thread, not a source thread
             wait_until(lambda: srv.patches)
             assert srv.patches[0] == ("n1", {"metadata": {"annotations": overlay.local_annotations()}})
-            assert (srv.get("Node", "", "n1") or {})["metadata"]["annotations"]["pynet.io/vtep-mac"] == "02:00:00:00:00:01"
+            assert (srv.get("Node", "", "n1") or {})["metadata"]["annotations"][
+                "pynet.io/vtep-mac"
+            ] == "02:00:00:00:00:01"
             srv.wait_watching()
             srv.apply(make_node("n3", ["192.168.50.3"], ["10.244.3.0/24"]))
             wait_until(lambda: overlay.syncs[-1][1] == ["n1", "n2", "n3"])
@@ -95,6 +103,8 @@ def test_overlay_unavailable_fails_clearly(tmp_path: Path, monkeypatch: pytest.M
         raise AgentError(f"--overlay {mode}: the overlay controller is not available in this build (test)")
 
     monkeypatch.setattr(app, "_make_overlay", broken)
-    agent = Agent(AgentConfig(node_name="n1", source_dir=tmp_path, overlay="host-gw"), backend=RecordingBackend())
+    agent = Agent(
+        AgentConfig(node_name="n1", source_dir=tmp_path, overlay="host-gw"), backend=RecordingBackend()
+    )
     with pytest.raises(AgentError, match="--overlay host-gw"):
         agent.run()
