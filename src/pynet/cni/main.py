@@ -13,6 +13,7 @@ from pynet.cni import delegate
 from pynet.cni.commands import FUNCS
 from pynet.cni.skel import plugin_main
 from pynet.cni.version import SUPPORTED
+from pynet.netlink.lean import lean_pyroute2
 
 __all__ = ["ABOUT", "main", "register_in_process_ipam"]
 
@@ -28,6 +29,7 @@ def register_in_process_ipam() -> None:
 
 
 def main() -> int:
+    lean_pyroute2()  # a fresh short-lived process: load only the pyroute2 modules we use
     register_in_process_ipam()
     return plugin_main(FUNCS, SUPPORTED, ABOUT)
 

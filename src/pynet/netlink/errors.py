@@ -39,7 +39,7 @@ class NetnsNotFound(NetlinkOpError):
 @contextmanager
 def translating(what: str) -> Iterator[None]:
     """Turn pyroute2/OS errors raised in the block into this package's errors."""
-    from pyroute2 import NetlinkError  # lazy: keep `import pynet.netlink.errors` cheap
+    from pyroute2.netlink.exceptions import NetlinkError  # lazy: keep `import pynet.netlink.errors` cheap
 
     try:
         yield

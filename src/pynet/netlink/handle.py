@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from pynet.netlink.nsexec import NetnsExec, default_exec
 
 if TYPE_CHECKING:
-    from pyroute2 import IPRoute
+    from pyroute2.iproute.linux import IPRoute
 
 __all__ = ["iproute"]
 
@@ -26,7 +26,7 @@ __all__ = ["iproute"]
 def iproute(netns: str | None = None, *, nsexec: NetnsExec | None = None,
             sysctls: Mapping[str, str] | None = None) -> Iterator[IPRoute]:
     """Yield an ``IPRoute`` for ``netns`` (None = the caller's own); raises NetnsNotFound."""
-    from pyroute2 import IPRoute
+    from pyroute2.iproute.linux import IPRoute
 
     if not netns:
         ipr = IPRoute()

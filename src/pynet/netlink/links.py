@@ -48,6 +48,8 @@ class LinkInfo:
     up: bool
     promisc: bool
     master: int | None = None
+    #: IFLA_LINK: for a veth, the peer's ifindex (in the peer's namespace)
+    peer_index: int | None = None
     hairpin: bool | None = None
     vxlan_id: int | None = None
     vxlan_port: int | None = None
@@ -72,6 +74,7 @@ class LinkInfo:
             up=bool(flags & IFF_UP),
             promisc=bool(flags & IFF_PROMISC),
             master=msg.get("IFLA_MASTER"),
+            peer_index=msg.get("IFLA_LINK"),
             hairpin=hairpin,
             vxlan_id=vx.get("IFLA_VXLAN_ID") if vx is not None else None,
             vxlan_port=vx.get("IFLA_VXLAN_PORT") if vx is not None else None,

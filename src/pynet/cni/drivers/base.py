@@ -38,6 +38,8 @@ from pynet.netlink.nsexec import NetnsExec
 if TYPE_CHECKING:
     from pyroute2 import IPRoute
 
+    from pynet.netlink.links import LinkInfo
+
 __all__ = ["CHECK_FAILED", "AttachmentSpec", "Driver", "check_pod", "configure_pod", "gateway_for", "pod_routes",
            "pod_sysctls"]
 
@@ -115,8 +117,8 @@ def configure_pod(pod: IPRoute, index: int, spec: AttachmentSpec) -> None:
         raise CniError(ErrCode.INTERNAL, f"cannot configure {spec.ifname} in {spec.netns}: {err}") from err
 
 
-def check_pod(pod: IPRoute, spec: AttachmentSpec, prev: Result) -> int:
-    """Verify the pod side against ``prev``; returns the pod link's index. Raises CniError(CHECK_FAILED)."""
+def check_pod(pod: IPRoute, spec: AttachmentSpec, prev: Result) -> LinkInfo:
+    """Verify the pod side against ``prev``; returns the pod link. Raises CniError(CHECK_FAILED)."""
     from pynet.netlink import links as nllinks
     from pynet.netlink.errors import LinkNotFound
 
@@ -142,4 +144,4 @@ def check_pod(pod: IPRoute, spec: AttachmentSpec, prev: Result) -> int:
         present = nladdrs.list_routes(pod, None, route.dst.version)
         if not any(r.dst == route.dst and (route.gw is None or r.gw == route.gw) for r in present):
             raise drift(f"route {route.dst} via {route.gw} is missing")
-    return link.index
+    return link

@@ -24,7 +24,14 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from pynet.cni.config import VXLAN_OVERHEAD
-from pynet.cni.drivers.base import AttachmentSpec, check_pod, configure_pod, gateway_for, pod_sysctls
+from pynet.cni.drivers.base import (
+    CHECK_FAILED,
+    AttachmentSpec,
+    check_pod,
+    configure_pod,
+    gateway_for,
+    pod_sysctls,
+)
 from pynet.cni.errors import CniError, ErrCode
 from pynet.cni.types import Interface, Result
 from pynet.netlink import addrs as nladdrs
@@ -162,23 +169,24 @@ class BridgeDriver:
     def check(self, spec: AttachmentSpec, prev: Result) -> None:
         try:
             with iproute(spec.netns, nsexec=spec.nsexec) as pod:
-                check_pod(pod, spec, prev)
+                pod_link = check_pod(pod, spec, prev)
         except NetnsNotFound as err:
             raise CniError(ErrCode.UNKNOWN_CONTAINER, f"network namespace {spec.netns} does not exist") from err
         with iproute(None) as host:
             try:
                 br = nllinks.get_link(host, spec.conf.bridge)
             except LinkNotFound as err:
-                raise CniError(100, f"CHECK failed: bridge {spec.conf.bridge} is missing") from err
-            for itf in prev.interfaces:
-                if itf.sandbox or itf.name == spec.conf.bridge:
-                    continue
-                try:
-                    link = nllinks.get_link(host, itf.name)
-                except LinkNotFound as err:
-                    raise CniError(100, f"CHECK failed: host interface {itf.name} is missing") from err
-                if link.master != br.index:
-                    raise CniError(100, f"CHECK failed: {itf.name} is not attached to {br.name}")
+                raise CniError(CHECK_FAILED, f"CHECK failed: bridge {spec.conf.bridge} is missing") from err
+            # The pod end's peer (IFLA_LINK) must be a port of our bridge and the one prevResult names;
+            # other host-side interfaces in prevResult may belong to later plugins (bandwidth's ifb).
+            try:
+                peer = nllinks.get_link(host, index=pod_link.peer_index) if pod_link.peer_index else None
+            except LinkNotFound:
+                peer = None
+            if peer is None or peer.master != br.index:
+                raise CniError(CHECK_FAILED, f"CHECK failed: the host end of {spec.ifname} is not a port of {br.name}")
+            if not any(itf.name == peer.name for itf in prev.interfaces):
+                raise CniError(CHECK_FAILED, f"CHECK failed: host end {peer.name} is not in prevResult")
 
 
 def _create_veth(host: IPRoute, spec: AttachmentSpec, bridge_index: int) -> nllinks.LinkInfo:
