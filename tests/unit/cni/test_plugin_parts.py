@@ -1,0 +1,167 @@
+"""Config parsing, IPAM delegation by exec, the masquerade rule shape, the fast-path wire and the
+thin client against a CniServer with injected commands (no root needed)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import stat
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pynet.cni import client, delegate, masq, wire
+from pynet.cni.config import DEFAULT_BRIDGE, parse_netconf
+from pynet.cni.errors import CniError, ErrCode
+from pynet.cni.skel import CmdArgs, PluginFuncs
+from pynet.cni.types import Result
+from pynet.testing.netns import random_suffix
+
+
+def test_config_defaults_and_keys() -> None:
+    conf = parse_netconf({"name": "n", "isDefaultGateway": True, "mtu": 1400, "vxlan": {"vni": 9},
+                          "ipam": {"type": "host-local"}}, "1.0.0")
+    assert conf.bridge == DEFAULT_BRIDGE and conf.mode == "bridge"
+    assert conf.is_gateway and conf.is_default_gateway and conf.mtu == 1400
+    assert conf.vxlan is not None and (conf.vxlan.vni, conf.vxlan.port, conf.vxlan.device) == (9, 8472, "pynet-vxlan")
+    assert conf.ipam_type == "host-local"
+
+
+@pytest.mark.parametrize(("conf", "fragment"), [
+    ({}, "name is required"),
+    ({"name": "n", "mtu": "1400"}, "mtu must be int"),
+    ({"name": "n", "mtu": 10}, "between 68"),
+    ({"name": "n", "ipMasq": "yes"}, "ipMasq must be bool"),
+    ({"name": "n", "isGateway": 1}, "isGateway must be bool"),
+    ({"name": "n", "vlan": 5000}, "vlan"),
+    ({"name": "n", "mode": "ipvlan"}, "mode must be one of"),
+    ({"name": "n", "bridge": "a-bridge-name-too-long"}, "not a valid interface name"),
+    ({"name": "n", "vxlan": {"port": 1}}, "vxlan.vni"),
+    ({"name": "n", "ipam": {"type": 3}}, "ipam.type"),
+], ids=["name", "mtu-type", "mtu-range", "ipmasq", "isgateway", "vlan", "mode", "bridge", "vni", "ipam-type"])
+def test_config_errors_are_code_7(conf: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(CniError) as exc:
+        parse_netconf(conf, "1.0.0")
+    assert exc.value.code == ErrCode.INVALID_NETWORK_CONFIG and fragment in exc.value.msg
+
+
+def _args(tmp_path: Path, conf: dict[str, Any]) -> CmdArgs:
+    return CmdArgs("ADD", "ctr", "/run/netns/x", "eth0", "", (str(tmp_path),), json.dumps(conf).encode(), conf,
+                   "1.0.0", {"PATH": "/usr/bin:/bin", "CNI_COMMAND": "ADD", "CNI_CONTAINERID": "ctr"})
+
+
+def _fake_plugin(tmp_path: Path, body: str) -> None:
+    exe = tmp_path / "fake-ipam"
+    exe.write_text(f"#!{sys.executable}\nimport json, os, sys\n{body}\n")
+    exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
+
+
+def test_delegate_execs_plugin_with_env_and_stdin(tmp_path: Path) -> None:
+    _fake_plugin(tmp_path, "conf = json.load(sys.stdin)\n"
+                 "print(json.dumps({'cniVersion': conf['cniVersion'], 'ips': [{'address': '10.1.2.3/24'}],"
+                 " 'dns': {'nameservers': [os.environ['CNI_COMMAND'] + os.environ['CNI_CONTAINERID']]}}))")
+    res = delegate.delegate("ADD", "fake-ipam", _args(tmp_path, {"cniVersion": "1.0.0", "name": "n"}))
+    assert isinstance(res, Result)
+    assert str(res.ips[0].address) == "10.1.2.3/24" and res.dns.nameservers == ("ADDctr",)
+    assert delegate.delegate("DEL", "fake-ipam", _args(tmp_path, {"cniVersion": "1.0.0"})) is None
+
+
+def test_delegate_reraises_plugin_error_code(tmp_path: Path) -> None:
+    _fake_plugin(tmp_path, "print(json.dumps({'code': 11, 'msg': 'busy'})); sys.exit(1)")
+    with pytest.raises(CniError) as exc:
+        delegate.delegate("ADD", "fake-ipam", _args(tmp_path, {}))
+    assert (exc.value.code, exc.value.msg) == (11, "busy")
+
+
+@pytest.mark.parametrize(("command", "code"), [("ADD", ErrCode.INVALID_NETWORK_CONFIG),
+                                               ("STATUS", ErrCode.PLUGIN_NOT_AVAILABLE)])
+def test_delegate_missing_plugin(tmp_path: Path, command: str, code: int) -> None:
+    with pytest.raises(CniError) as exc:
+        delegate.delegate(command, "no-such-ipam", _args(tmp_path, {}))
+    assert exc.value.code == code
+
+
+def test_masq_rule_shape() -> None:
+    from ipaddress import ip_interface
+
+    rule = masq._rule(ip_interface("10.9.0.7/24"), masq.comment_for("net", "ctr", "eth0"))["rule"]
+    assert rule["table"] == "pynet-cni" and rule["family"] == "inet" and rule["comment"] == "net/ctr/eth0"
+    exprs = rule["expr"]
+    assert exprs[0]["match"]["right"] == "10.9.0.7"
+    assert exprs[1]["match"] == {"op": "!=", "left": {"payload": {"protocol": "ip", "field": "daddr"}},
+                                 "right": {"prefix": {"addr": "10.9.0.0", "len": 24}}}
+    assert exprs[-1] == {"masquerade": None}
+    v6 = masq._rule(ip_interface("fd00::7/64"), "c")["rule"]["expr"]
+    assert v6[0]["match"]["left"]["payload"]["protocol"] == "ip6"
+
+
+def test_wire_frames_roundtrip() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        wire.send_frame(a, b"hello", prefix=7)
+        assert wire.recv_u32(b) == 7 and wire.recv_frame(b) == b"hello"
+        a.sendall(b"\x00\x00")
+        a.close()
+        with pytest.raises(ConnectionError):
+            wire.recv_frame(b)
+
+
+def test_client_returns_none_when_nobody_listens() -> None:
+    env = {"CNI_COMMAND": "VERSION", "PYNET_CNI_SOCKET": f"pynet-cni-unit-{random_suffix()}"}
+    assert client.try_agent(env, b"{}") is None
+    assert client.try_agent({"PYNET_CNI_SOCKET": "none"}, b"{}") is None
+
+
+def test_server_runs_requests_with_the_callers_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pynet.cni import server as server_mod
+
+    seen: list[CmdArgs] = []
+
+    def add(args: CmdArgs) -> Result:
+        seen.append(args)
+        return Result.from_dict({"cniVersion": "1.0.0", "ips": [{"address": "10.0.0.9/24"}]})
+
+    def delete(args: CmdArgs) -> None:
+        raise CniError(ErrCode.TRY_AGAIN_LATER, "locked")
+
+    name = f"pynet-cni-unit-{random_suffix()}"
+    srv = server_mod.CniServer(name)
+    monkeypatch.setattr(srv, "start", lambda: None)
+    srv._funcs = PluginFuncs(add=add, delete=delete)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(wire.abstract_address(name))
+    sock.listen(8)
+    srv._sock = sock
+    srv._thread = threading.Thread(target=srv._accept_loop, daemon=True)
+    srv._thread.start()
+    try:
+        env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "/proc/self/ns/net", "CNI_IFNAME": "eth0",
+               "CNI_PATH": "/x", "PATH": "/bin", "SECRET": "not forwarded", "PYNET_CNI_SOCKET": name}
+        conf = json.dumps({"cniVersion": "1.0.0", "name": "n", "type": "pynet"}).encode()
+        status, out = client.try_agent(env, conf) or (None, b"")
+        assert status == 0 and json.loads(out)["ips"] == [{"address": "10.0.0.9/24"}]
+        assert seen[0].container_id == "c1" and "SECRET" not in seen[0].environ and seen[0].environ["PATH"] == "/bin"
+        status, out = client.try_agent({**env, "CNI_COMMAND": "DEL"}, conf) or (None, b"")
+        assert status == 1 and json.loads(out)["code"] == 11
+        # the launcher's helper prints the agent's answer verbatim
+        sink = io.BytesIO()
+        rc = client.run(stdin=io.BytesIO(conf), stdout=sink, environ={**env, "CNI_COMMAND": "VERSION"})
+        assert rc == 0 and "supportedVersions" in json.loads(sink.getvalue())
+        assert srv.served == 3
+    finally:
+        srv.stop(timeout=5)
+
+
+def test_lean_pyroute2_completes_on_demand() -> None:
+    import subprocess
+
+    code = ("import sys; from pynet.netlink.lean import lean_pyroute2; assert lean_pyroute2();"
+            "from pyroute2.iproute.linux import IPRoute; assert 'pyroute2.ndb.main' not in sys.modules;"
+            "from pyroute2 import IPVS; import pyroute2; assert pyroute2.IPRoute is IPRoute")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ})
+    assert proc.returncode == 0, proc.stderr
