@@ -79,7 +79,7 @@ class _Reject(Exception):
 def _map(value: Any, what: str) -> Mapping[str, Any]:
     if value is None:
         return {}
-    if not isinstance(value, Mapping):
+    if not isinstance(value, dict):  # JSON/YAML decoders give dicts; dict is far cheaper than the Mapping ABC
         raise _Reject(f"{what} must be an object, got {type(value).__name__}")
     return value
 
@@ -87,7 +87,7 @@ def _map(value: Any, what: str) -> Mapping[str, Any]:
 def _list(value: Any, what: str) -> Sequence[Any]:
     if value is None:
         return ()
-    if not isinstance(value, list | tuple):
+    if type(value) is not list and not isinstance(value, list | tuple):
         raise _Reject(f"{what} must be a list, got {type(value).__name__}")
     return value
 
@@ -106,7 +106,8 @@ def _ip(value: Any, what: str) -> IPAddress:
     if not isinstance(value, str):
         raise _Reject(f"{what} must be an IP address string, got {value!r}")
     try:
-        return ipaddress.ip_address(value.strip())
+        # the concrete class first: ip_address() tries v4 then v6 through exceptions
+        return ipaddress.IPv6Address(value.strip()) if ":" in value else ipaddress.IPv4Address(value.strip())
     except ValueError:
         raise _Reject(f"invalid IP address {value!r} in {what}") from None
 

@@ -13,6 +13,7 @@ family's proxier only sees its own. Pure stdlib; the trackers lock, the maps bel
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pynet.proxy.model import (
@@ -78,6 +79,8 @@ def service_ports(svc: Service | None, family: IPFamily) -> Ports:
 @dataclass(frozen=True)
 class UpdateResult:
     updated: frozenset[NamespacedName] = frozenset()
+    #: the ports removed or replaced by this apply, as they were (conntrack needs deleted services)
+    removed: Mapping[ServicePortName, ServicePort] = field(default_factory=dict)
 
 
 class ServiceChangeTracker:
@@ -112,13 +115,21 @@ class ServiceChangeTracker:
 
 
 class ServicePortMap(dict[ServicePortName, ServicePort]):
+    """Every service port of one family with a cluster IP; ``service_count`` is kept incrementally."""
+
+    service_count: int = 0
+
     def apply(self, tracker: ServiceChangeTracker) -> UpdateResult:
         changes = tracker.drain()
+        removed: dict[ServicePortName, ServicePort] = {}
         for before, now in changes.values():
             for key in before:
-                self.pop(key, None)
+                old = self.pop(key, None)
+                if old is not None:
+                    removed[key] = old
             self.update(now)
-        return UpdateResult(frozenset(changes))
+            self.service_count += (1 if now else 0) - (1 if before else 0)
+        return UpdateResult(frozenset(changes), removed)
 
 
 @dataclass(frozen=True)
@@ -164,14 +175,19 @@ class EndpointsChangeTracker:
 
 
 class EndpointsMap(dict[ServicePortName, tuple[Endpoint, ...]]):
+    """Endpoints per service port (of any service, present or not); ``endpoint_count`` kept incrementally."""
+
+    endpoint_count: int = 0
+
     def apply(self, tracker: EndpointsChangeTracker) -> EndpointsUpdateResult:
         changes = tracker.drain()
         deleted: list[tuple[ServicePortName, Endpoint]] = []
         active: set[ServicePortName] = set()
         for before, now in changes.values():
             for spn in before:
-                self.pop(spn, None)
+                self.endpoint_count -= len(self.pop(spn, ()))
             self.update(now)
+            self.endpoint_count += sum(map(len, now.values()))
             for spn in set(before) | set(now):
                 if spn.protocol is not Protocol.UDP:
                     continue

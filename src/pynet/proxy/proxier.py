@@ -226,7 +226,6 @@ class Proxier:
             self._needs_full = False
         if self._last_full is None or start - self._last_full >= self.sync_period:
             full = True
-        old_services = dict(self.svc_map)
         svc_result = self.svc_map.apply(self.svc_tracker)
         ep_result = self.ep_map.apply(self.ep_tracker)
         changed = svc_result.updated | ep_result.updated
@@ -255,9 +254,10 @@ class Proxier:
         m.sync_duration.labels(mode).observe(elapsed)
         m.syncs.labels(mode).inc()
         m.last_sync.set(self.last_success_wall)
+        # counts are kept incrementally by the maps: no per-sync walk over 10,000 services
         m.service_ports.set(len(state.services))
-        m.services.set(len({k.service for k in state.services}))
-        m.endpoints.set(sum(len(state.endpoints_of(k)) for k in state.services))
+        m.services.set(self.svc_map.service_count)
+        m.endpoints.set(self.ep_map.endpoint_count)
         log.info(
             "synced",
             extra={
@@ -270,7 +270,7 @@ class Proxier:
             },
         )
         if self.conntrack is not None and (ep_result.deleted_udp or ep_result.newly_active_udp):
-            filters = stale_filters(ep_result, lookup_in(self.svc_map, old_services))
+            filters = stale_filters(ep_result, lookup_in(self.svc_map, svc_result.removed))
             try:
                 self.conntrack.clear(filters)
                 m.conntrack_filters.inc(len(filters))
@@ -278,8 +278,10 @@ class Proxier:
                 log.warning("conntrack clean-up failed", extra={"kv": {"error": repr(err)}})
 
     def build_state(self) -> ProxyState:
-        services = {k: v for k, v in self.svc_map.items() if v.cluster_ip is not None}
-        endpoints = {k: self.ep_map[k] for k in services if k in self.ep_map}
+        # plain dict copies reuse the stored hashes (no re-hashing of 10,000 keys); the map only holds
+        # ports with a cluster IP, and endpoints of ports without a service are simply never looked up
+        services = self.svc_map.copy()
+        endpoints = self.ep_map.copy()
         return ProxyState(
             family=self.family,
             node_name=self.node_name,

@@ -55,6 +55,7 @@ class RecordingBackend:
         self.syncs: list[RecordedSync] = []
         self.fail_next = 0  # make the next N syncs raise SyncError
         self.cleaned = False
+        self.total = 0  # syncs ever recorded (``syncs`` may be trimmed by PYNET_RECORD_KEEP)
         self.setup_calls = 0
         self._cond = threading.Condition()
         self._keep = int(os.environ.get("PYNET_RECORD_KEEP", "0") or 0)  # 0: keep all
@@ -73,12 +74,13 @@ class RecordingBackend:
             raise SyncError("injected failure")
         with self._cond:
             self.syncs.append(RecordedSync(state, changed, full, at))
+            self.total += 1
             if self._keep and len(self.syncs) > self._keep:
                 del self.syncs[: -self._keep]
             self._cond.notify_all()
         path = os.environ.get("PYNET_RECORD_FILE")
         if path:
-            doc = {"count": len(self.syncs), "full": full, "changed": sorted(map(str, changed)), "at": at}
+            doc = {"count": self.total, "full": full, "changed": sorted(map(str, changed)), "at": at}
             if os.environ.get("PYNET_RECORD_STATE", "1") != "0":
                 doc["state"] = summarize(state)
             tmp = f"{path}.tmp"
