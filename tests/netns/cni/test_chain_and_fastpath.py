@@ -128,3 +128,23 @@ def test_fast_path_lifecycle_and_fallback(make_netns: Callable[..., TestNetns], 
     again = run_plugin(node, "ADD", conf, "ctr-g", pod.path, socket_name=name)
     assert again.ok and len(veths(node)) == 1, again
     assert run_plugin(node, "DEL", conf, "ctr-g", pod.path, socket_name=name).ok
+
+
+def test_shipped_conflist_works(make_netns: Callable[..., TestNetns], tmp_path: Path) -> None:
+    """conf/10-pynet.conflist as shipped (pod CIDR from the file the agent writes), through libcni-like chaining."""
+    from pynet.testing.cni import REPO_ROOT
+
+    node, pod = make_netns("cnode"), make_netns("cpod")
+    conflist = json.loads((REPO_ROOT / "conf" / "10-pynet.conflist").read_text())
+    (tmp_path / "pod-cidr").write_text("10.244.7.0/24\n")
+    conflist["plugins"][0]["ipam"].update(dataDir=str(tmp_path / "ipam"), podCidrFile=str(tmp_path / "pod-cidr"))
+    add = run_chain(node, "ADD", conflist, "ctr-shipped", pod.path, runtime_config={"portMappings": []})
+    assert add.ok, add
+    assert add.out["ips"][0]["address"] == "10.244.7.2/24"
+    vx = json.loads(node.run("ip", "-d", "-j", "link", "show", "pynet-vxlan").stdout)[0]
+    assert vx["linkinfo"]["info_data"]["id"] == 1 and vx["mtu"] == 1450
+    assert json.loads(pod.run("ip", "-j", "link", "show", "eth0").stdout)[0]["mtu"] == 1450
+    assert pod.run("busybox", "ping", "-c", "1", "-W", "2", "10.244.7.1", check=False).returncode == 0
+    gone = run_chain(node, "DEL", conflist, "ctr-shipped", pod.path, prev=add.out, runtime_config={"portMappings": []})
+    assert gone.ok, gone
+    assert veths(node) == [] and allocations(tmp_path / "ipam", "pynet") == []
