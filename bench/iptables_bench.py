@@ -1,10 +1,9 @@
 #!/usr/bin/env python3
 """Benchmark the iptables backend (issue 4), everything in throwaway network namespaces.
 
-Part 1, sync cost, per iptables variant (nft and legacy) and size (1,000 and 10,000 services, two
-endpoints each): the backend's full sync (render + iptables-save + ipset + ONE iptables-restore) against
-the floor, ``iptables-restore --noflush`` of the very same rules from a file into the same clean netns
-(sets pre-created, untimed); then a one-endpoint change at that size (a partial sync).
+Part 1, sync cost, per iptables variant and size (--sync-plan; two endpoints per service): the backend's full sync (render + iptables-save + ipset + ONE iptables-restore) in a fresh
+netns against the floor, ``iptables-restore --noflush`` of the very same rules from a file into another
+fresh netns (sets pre-created, untimed); then a one-endpoint change at that size (a partial sync).
 
 Part 2, first-packet cost: TCP connect latency from a pod to a ClusterIP at 10 and at 10,000 services,
 for pynet's iptables backend (ipset gate + prefix-tree dispatch), the same backend in kube-proxy's
@@ -13,7 +12,7 @@ in the same run and the same lab. The target service is the LAST one of the line
 A connect straight to the pod IP (non-service traffic) is timed too: the linear layout makes every new
 connection walk the whole chain.
 
-    .venv/bin/python bench/iptables_bench.py [--sizes 1000,10000] [--runs 5] [--connects 400]
+    .venv/bin/python bench/iptables_bench.py [--sync-plan nft:1000,legacy:10000] [--runs 3] [--connects 400]
 
 Prints a Markdown report (medians) and writes JSON with every sample to --json.
 """
@@ -65,7 +64,8 @@ def synthetic_endpoints(i: int) -> list[tuple[str, int]]:
 
 
 # ------------------------------------------------------------------------------------------ workers (inside the node netns)
-def worker_sync(n: int, variant: str, partial_runs: int) -> dict[str, Any]:
+def worker_sync(n: int, variant: str, partial_runs: int, save_to: str) -> dict[str, Any]:
+    """Backend full sync (after setup) and one-endpoint partial syncs; saves the rules and sets."""
     from pynet.iptables import Ipset, subprocess_exec
     from pynet.proxy.backends.iptables import IptablesBackend
 
@@ -90,46 +90,49 @@ def worker_sync(n: int, variant: str, partial_runs: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         b.sync(st, changed, False)
         partial.append(time.perf_counter() - t0)
-    partial_bytes = len(restores[-1])
     sets = Ipset(subprocess_exec)
     members = {name: sorted(sets.members(name)) for name in sets.list_names() if name.startswith("pynet-svc-")}
-    b.cleanup()
-    # the floor: the same rules from a file, into the same (now clean) namespace; sets made untimed
-    for name, mem in members.items():
+    Path(save_to).write_text(json.dumps({"rules": rules_text, "sets": members}))
+    return {"full": full, "partial": partial, "rules_lines": rules_text.count("\n"),
+            "partial_bytes": len(restores[-1])}
+
+
+def worker_floor(variant: str, saved: str) -> dict[str, Any]:
+    """The floor: the same rules from a file into a fresh namespace (the sets are made first, untimed)."""
+    from pynet.iptables import Ipset, subprocess_exec
+
+    data = json.loads(Path(saved).read_text())
+    sets = Ipset(subprocess_exec)
+    for name, mem in data["sets"].items():
         sets.apply(name, "hash:ip" if "-cip-" in name else "hash:ip,port", "inet", add=mem, create=True)
-    with tempfile.NamedTemporaryFile("w", suffix=".rules", delete=False) as f:
-        f.write(rules_text)
-    tool = f"iptables-{variant}-restore"
+    rules = Path(saved).with_suffix(".rules")
+    rules.write_text(data["rules"])
     t0 = time.perf_counter()
-    with open(f.name) as fh:
-        subprocess.run([tool, "-w", "--noflush"], stdin=fh, check=True)
-    floor = time.perf_counter() - t0
-    Path(f.name).unlink()
-    IptablesBackend(variant=variant).cleanup()
-    lines = rules_text.count("\n")
-    return {"full": full, "floor": floor, "partial": partial, "rules_lines": lines, "partial_bytes": partial_bytes}
+    with rules.open() as fh:
+        subprocess.run([f"iptables-{variant}-restore", "-w", "--noflush"], stdin=fh, check=True)
+    return {"floor": time.perf_counter() - t0}
 
 
-def _backend(mode: str) -> Any:
+def _backend(mode: str, variant: str) -> Any:
     if mode == "nftables":
         from pynet.proxy.backends.nftables import NftablesBackend
 
         return NftablesBackend()
     from pynet.proxy.backends.iptables import IptablesBackend
 
-    return IptablesBackend(dispatch="linear" if mode == "iptables-linear" else "tree")
+    return IptablesBackend(dispatch="linear" if mode == "iptables-linear" else "tree", variant=variant)
 
 
-def worker_apply(mode: str, n: int, pod: str) -> dict[str, Any]:
-    b = _backend(mode)
+def worker_apply(mode: str, n: int, pod: str, variant: str) -> dict[str, Any]:
+    b = _backend(mode, variant)
     b.setup()
     t0 = time.perf_counter()
     b.sync(make_state(n, [(pod, 8080)]), frozenset(), True)
     return {"sync": time.perf_counter() - t0}
 
 
-def worker_cleanup(mode: str) -> dict[str, Any]:
-    _backend(mode).cleanup()
+def worker_cleanup(mode: str, variant: str) -> dict[str, Any]:
+    _backend(mode, variant).cleanup()
     return {}
 
 
@@ -165,29 +168,36 @@ def us(x: float) -> str:
     return f"{x * 1e6:.0f}"
 
 
-def bench_sync(sizes: list[int], runs: int, partial_runs: int) -> dict[str, Any]:
+def bench_sync(plan: list[tuple[str, int]], runs: int, partial_runs: int) -> dict[str, Any]:
     from pynet.testing.netns import TestNetns
 
     results: dict[str, Any] = {}
-    for variant in ("nft", "legacy"):
-        for n in sizes:
-            samples = []
-            for _ in range(runs):
+    for variant, n in plan:
+        samples = []
+        for _ in range(runs):
+            with tempfile.TemporaryDirectory(prefix="iptbench-") as tmp:
+                saved = str(Path(tmp) / "saved.json")
                 ns = TestNetns.create("iptbench")
                 try:
-                    samples.append(in_netns(ns.name, "worker-sync", str(n), variant, str(partial_runs)))
+                    sample = in_netns(ns.name, "worker-sync", str(n), variant, str(partial_runs), saved)
                 finally:
                     ns.destroy()
-            results[f"{variant}/{n}"] = samples
-            full = statistics.median(s["full"] for s in samples)
-            floor = statistics.median(s["floor"] for s in samples)
-            part = statistics.median(p for s in samples for p in s["partial"])
-            print(f"sync {variant:6} n={n:6}: full {ms(full)} ms, floor {ms(floor)} ms (x{full / floor:.2f}), "
-                  f"one-endpoint partial {ms(part)} ms, {samples[0]['rules_lines']} restore lines", file=sys.stderr)
+                ns = TestNetns.create("iptfloor")
+                try:
+                    sample.update(in_netns(ns.name, "worker-floor", variant, saved))
+                finally:
+                    ns.destroy()
+            samples.append(sample)
+        results[f"{variant}/{n}"] = samples
+        full = statistics.median(s["full"] for s in samples)
+        floor = statistics.median(s["floor"] for s in samples)
+        part = statistics.median(p for s in samples for p in s["partial"])
+        print(f"sync {variant:6} n={n:6}: full {ms(full)} ms, floor {ms(floor)} ms (x{full / floor:.2f}), "
+              f"one-endpoint partial {ms(part)} ms, {samples[0]['rules_lines']} restore lines", file=sys.stderr)
     return results
 
 
-def bench_latency(sizes: list[int], connects: int) -> dict[str, Any]:
+def bench_latency(sizes: list[int], connects: int, variant: str) -> dict[str, Any]:
     from pynet.testing.services import POD_IPS, ServiceLab
 
     lab = ServiceLab.create()
@@ -197,13 +207,13 @@ def bench_latency(sizes: list[int], connects: int) -> dict[str, Any]:
         for n in sizes:
             target = str(ip_address(CLUSTER_BASE + n - 1))  # last service: the end of a linear chain
             for mode in ("iptables", "iptables-linear", "nftables"):
-                applied = in_netns(lab.node.name, "worker-apply", mode, str(n), pod)
+                applied = in_netns(lab.node.name, "worker-apply", mode, str(n), pod, variant)
                 try:
                     in_netns(lab.pods["client"].name, "worker-connect", target, "80", "20")  # warm up ARP, caches
                     svc = in_netns(lab.pods["client"].name, "worker-connect", target, "80", str(connects))
                     direct = in_netns(lab.pods["client"].name, "worker-connect", pod, "8080", str(connects))
                 finally:
-                    in_netns(lab.node.name, "worker-cleanup", mode)
+                    in_netns(lab.node.name, "worker-cleanup", mode, variant)
                 results[f"{mode}/{n}"] = {"sync": applied["sync"], "service": svc, "direct": direct}
                 print(f"latency {mode:16} n={n:6}: ClusterIP median {us(statistics.median(svc['samples']))} us "
                       f"(errors {svc['errors']}), pod IP median {us(statistics.median(direct['samples']))} us",
@@ -213,7 +223,7 @@ def bench_latency(sizes: list[int], connects: int) -> dict[str, Any]:
     return results
 
 
-def report(sync: dict[str, Any], lat: dict[str, Any], sizes: list[int], lat_sizes: list[int]) -> str:
+def report(sync: dict[str, Any], lat: dict[str, Any]) -> str:
     out = ["| variant | services | full sync (ms) | iptables-restore floor (ms) | ratio | one-endpoint partial sync (ms) | restore lines (full) |",
            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for key, samples in sync.items():
@@ -239,18 +249,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args and args[0].startswith("worker-"):
         kind, rest = args[0], args[1:]
         if kind == "worker-sync":
-            res = worker_sync(int(rest[0]), rest[1], int(rest[2]))
+            res = worker_sync(int(rest[0]), rest[1], int(rest[2]), rest[3])
+        elif kind == "worker-floor":
+            res = worker_floor(rest[0], rest[1])
         elif kind == "worker-apply":
-            res = worker_apply(rest[0], int(rest[1]), rest[2])
+            res = worker_apply(rest[0], int(rest[1]), rest[2], rest[3])
         elif kind == "worker-cleanup":
-            res = worker_cleanup(rest[0])
+            res = worker_cleanup(rest[0], rest[1])
         else:
             res = worker_connect(rest[0], int(rest[1]), int(rest[2]))
         print(json.dumps(res))
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--sizes", default="1000,10000")
+    ap.add_argument("--sync-plan", default="nft:1000,nft:2000,legacy:1000,legacy:10000",
+                    help="variant:services pairs (iptables-nft 1.8.9's restore is superlinear in chains: "
+                         "10,000 services take minutes even for the floor, see RESULTS-iptables.md)")
     ap.add_argument("--latency-sizes", default="10,10000")
+    ap.add_argument("--latency-variant", default="legacy", help="iptables variant for the latency part")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--partial-runs", type=int, default=5)
     ap.add_argument("--connects", type=int, default=400)
@@ -258,11 +273,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--skip-sync", action="store_true")
     ap.add_argument("--skip-latency", action="store_true")
     opts = ap.parse_args(args)
-    sizes = [int(x) for x in opts.sizes.split(",")]
+    plan = [(v, int(n)) for v, n in (item.split(":") for item in opts.sync_plan.split(","))]
     lat_sizes = [int(x) for x in opts.latency_sizes.split(",")]
-    sync = {} if opts.skip_sync else bench_sync(sizes, opts.runs, opts.partial_runs)
-    lat = {} if opts.skip_latency else bench_latency(lat_sizes, opts.connects)
-    print(report(sync, lat, sizes, lat_sizes))
+    sync = {} if opts.skip_sync else bench_sync(plan, opts.runs, opts.partial_runs)
+    lat = {} if opts.skip_latency else bench_latency(lat_sizes, opts.connects, opts.latency_variant)
+    print(report(sync, lat))
     if opts.json:
         Path(opts.json).write_text(json.dumps({"sync": sync, "latency": lat}, indent=1))
     return 0

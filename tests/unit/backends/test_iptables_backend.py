@@ -333,3 +333,9 @@ def test_untracked_change_falls_back_to_a_full_sync() -> None:
     full = FakeIptables()
     backend(full).sync(state([WEB, NP], BASE), frozenset(), True)
     assert fake.dump() == full.dump()
+
+
+def test_naming_doctest() -> None:
+    import doctest
+
+    assert doctest.testmod(n).failed == 0
