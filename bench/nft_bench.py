@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+"""Benchmarks of the nftables backend, each inside throwaway network namespaces.
+
+  (a) full sync of N services x 3 endpoints (N = 1,000 and 10,000) against the floor: ``nft -f``
+      loading the very same transaction text from a file, measured in the same run;
+  (b) a partial sync after one endpoint change, at 10,000 services;
+  (c) TCP connect latency to a ClusterIP with 10,000 services installed, against connecting
+      straight to the pod IP (connect() = SYN to SYN-ACK; alternating blocks, medians).
+
+Run as root from the repository root:  .venv/bin/python bench/nft_bench.py [--quick]
+Nothing touches the root namespace: the script re-executes itself inside namespaces it creates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from ipaddress import IPv4Address, ip_address, ip_network
+from pathlib import Path
+from types import MappingProxyType
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from pynet.nft import Nft, Table, Transaction  # noqa: E402
+from pynet.proxy.backends.nftables import NftablesBackend  # noqa: E402
+from pynet.proxy.model import (  # noqa: E402
+    Endpoint,
+    IPFamily,
+    NamespacedName,
+    Protocol,
+    ServicePort,
+    ServicePortName,
+)
+from pynet.proxy.state import ProxyState  # noqa: E402
+
+PY = sys.executable
+
+
+class RecordingNft(Nft):
+    """The real runner, keeping the text of the last transaction (the floor's input)."""
+
+    last_text = ""
+
+    def run(self, tx: Transaction) -> None:
+        self.last_text = str(tx)
+        super().run(tx)
+
+
+def build_state(n: int, eps_per: int = 3, first_endpoint: str | None = None) -> ProxyState:
+    services: dict[ServicePortName, ServicePort] = {}
+    endpoints: dict[ServicePortName, tuple[Endpoint, ...]] = {}
+    for i in range(n):
+        spn = ServicePortName(NamespacedName(f"ns{i % 50}", f"svc{i}"), "http", Protocol.TCP)
+        cip = IPv4Address(int(IPv4Address("10.96.0.0")) + i + 1)
+        services[spn] = ServicePort(spn, IPFamily.V4, cip, 80, Protocol.TCP)
+        base = int(IPv4Address("10.200.0.0")) + i * eps_per
+        endpoints[spn] = tuple(Endpoint(IPv4Address(base + k), 8080, is_local=True) for k in range(eps_per))
+    if first_endpoint:
+        first = next(iter(services))
+        endpoints[first] = (Endpoint(ip_address(first_endpoint), 8080, is_local=True),)
+    return ProxyState(
+        IPFamily.V4, "bench", node_ips=(ip_address("172.31.0.1"),), cluster_cidrs=(ip_network("10.244.0.0/16"),),
+        services=MappingProxyType(services), endpoints=MappingProxyType(endpoints),
+    )
+
+
+def delete_table(nft: Nft) -> None:
+    if nft.table_exists():
+        tx = nft.new_transaction()
+        tx.delete(Table())
+        nft.run(tx)
+
+
+# ------------------------------------------------------------------ inner benchmarks (in a netns)
+def inner_sync(n: int, rounds: int, partial_rounds: int) -> dict[str, object]:
+    st = build_state(n)
+    nft = RecordingNft()
+    full_times, floor_times = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "ruleset.nft"
+        for _ in range(rounds):
+            delete_table(nft)
+            backend = NftablesBackend(nft)
+            t0 = time.perf_counter()
+            backend.sync(st, frozenset(), True)
+            full_times.append(time.perf_counter() - t0)
+            path.write_text(nft.last_text)
+            delete_table(nft)
+            t0 = time.perf_counter()
+            subprocess.run(["nft", "-f", str(path)], check=True)
+            floor_times.append(time.perf_counter() - t0)
+        ops = path.read_text().count("\n")
+    result: dict[str, object] = {
+        "services": n, "endpoints": 3 * n, "operations": ops,
+        "full_sync_s": statistics.median(full_times), "nft_f_floor_s": statistics.median(floor_times),
+        "full_runs": [round(t, 3) for t in full_times], "floor_runs": [round(t, 3) for t in floor_times],
+    }
+    result["ratio"] = round(result["full_sync_s"] / result["nft_f_floor_s"], 3)  # type: ignore[operator]
+    if partial_rounds:
+        delete_table(nft)
+        backend = NftablesBackend(nft)
+        backend.sync(st, frozenset(), True)
+        key = list(st.services)[n // 2]
+        times = []
+        for r in range(partial_rounds):
+            eps = dict(st.endpoints)
+            moved = tuple(st.endpoints[key][:2]) + (Endpoint(IPv4Address(int(IPv4Address("10.250.0.0")) + r), 8080),)
+            eps[key] = moved
+            st2 = ProxyState(st.family, st.node_name, st.node_ips, st.cluster_cidrs, services=st.services,
+                             endpoints=MappingProxyType(eps))
+            t0 = time.perf_counter()
+            backend.sync(st2, frozenset({key.service}), False)
+            times.append(time.perf_counter() - t0)
+        result["partial_sync_ms_median"] = round(statistics.median(times) * 1000, 2)
+        result["partial_sync_ms_max"] = round(max(times) * 1000, 2)
+        result["partial_ops"] = backend.last_transaction_size
+        # the floor of any write at this size: one set element through the same libnftables context
+        from pynet.nft import Element
+
+        floor = []
+        for r in range(partial_rounds):
+            for verb in ("add", "delete"):
+                tx = nft.new_transaction()
+                getattr(tx, verb)(Element("cluster-ips", str(IPv4Address(int(IPv4Address("10.251.0.0")) + r))))
+                t0 = time.perf_counter()
+                nft.run(tx)
+                if verb == "add":
+                    floor.append(time.perf_counter() - t0)
+        result["one_element_write_ms_median"] = round(statistics.median(floor) * 1000, 2)
+    delete_table(nft)
+    return result
+
+
+def inner_install(n: int, endpoint: str) -> dict[str, object]:
+    nft = Nft()
+    backend = NftablesBackend(nft)
+    st = build_state(n, first_endpoint=endpoint)
+    backend.sync(st, frozenset(), True)
+    return {"cluster_ip": str(next(iter(st.services.values())).cluster_ip)}
+
+
+def inner_connect(dst: str, port: int, count: int) -> list[float]:
+    times = []
+    for _ in range(count):
+        s = socket.socket()
+        s.settimeout(2)
+        t0 = time.perf_counter()
+        s.connect((dst, port))
+        times.append(time.perf_counter() - t0)
+        s.close()
+    return times
+
+
+# ------------------------------------------------------------------ outer driver
+def in_netns(ns: object, *args: str, timeout: float = 900) -> object:
+    out = ns.run(PY, __file__, *args, timeout=timeout)  # type: ignore[attr-defined]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bench_sync(quick: bool) -> list[dict[str, object]]:
+    from pynet.testing.netns import TestNetns
+
+    results = []
+    for n, rounds, partial in ((1000, 5, 0), (10000, 3 if not quick else 1, 30)):
+        ns = TestNetns.create("benchnft")
+        try:
+            results.append(in_netns(ns, "inner-sync", str(n), str(rounds), str(partial)))
+        finally:
+            ns.destroy()
+    return results  # type: ignore[return-value]
+
+
+def bench_connect(blocks: int, per_block: int) -> dict[str, object]:
+    from pynet.testing.services import VENV_PYTHON, ServiceLab
+
+    lab = ServiceLab.create()
+    try:
+        info = in_netns(lab.node, "inner-install", "10000", "10.244.1.11")
+        cip = info["cluster_ip"]  # type: ignore[index]
+        svc_t: list[float] = []
+        pod_t: list[float] = []
+        client = lab.pods["client"]
+        for _ in range(blocks):
+            for dst, port, sink in ((cip, 80, svc_t), ("10.244.1.11", 8080, pod_t)):
+                out = client.run(VENV_PYTHON, __file__, "inner-connect", dst, str(port), str(per_block), timeout=300)
+                sink.extend(json.loads(out.stdout.strip().splitlines()[-1]))
+        svc_med, pod_med = statistics.median(svc_t), statistics.median(pod_t)
+        return {
+            "connects_each": len(svc_t), "clusterip_median_us": round(svc_med * 1e6, 1),
+            "pod_median_us": round(pod_med * 1e6, 1), "ratio": round(svc_med / pod_med, 3),
+            "clusterip_p90_us": round(statistics.quantiles(svc_t, n=10)[-1] * 1e6, 1),
+            "pod_p90_us": round(statistics.quantiles(pod_t, n=10)[-1] * 1e6, 1),
+        }
+    finally:
+        lab.destroy()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("cmd", nargs="?", default="all")
+    p.add_argument("args", nargs="*")
+    p.add_argument("--quick", action="store_true")
+    a = p.parse_args()
+    if a.cmd == "inner-sync":
+        print(json.dumps(inner_sync(int(a.args[0]), int(a.args[1]), int(a.args[2]))))
+    elif a.cmd == "inner-install":
+        print(json.dumps(inner_install(int(a.args[0]), a.args[1])))
+    elif a.cmd == "inner-connect":
+        print(json.dumps(inner_connect(a.args[0], int(a.args[1]), int(a.args[2]))))
+    else:
+        out = {"sync": bench_sync(a.quick), "connect": bench_connect(5 if not a.quick else 2, 400)}
+        print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
