@@ -339,3 +339,19 @@ def test_naming_doctest() -> None:
     import doctest
 
     assert doctest.testmod(n).failed == 0
+
+
+def test_one_instance_per_family_as_the_agent_builds_them() -> None:
+    fake = FakeIptables()
+    v4 = backend(fake, family=IPFamily.V4)
+    v6 = backend(fake, family=IPFamily.V6)
+    v4.sync(SCENARIOS["nodeport"], frozenset(), True)
+    v6.sync(SCENARIOS["ipv6"], frozenset(), True)
+    with pytest.raises(SyncError):
+        v4.sync(SCENARIOS["ipv6"], frozenset(), True)
+    v6.cleanup()
+    assert not any(c.startswith("PYNET-") for c in fake.chains(6, "nat"))
+    assert n.SERVICES in fake.chains(4, "nat") and "pynet-svc-v4" in fake.ipset.sets
+    assert "pynet-svc-v6" not in fake.ipset.sets
+    v4.cleanup()
+    assert not fake.ipset.sets and not any(c.startswith("PYNET-") for c in fake.chains(4, "nat"))

@@ -87,7 +87,11 @@ class IptablesBackend:
         variant: str | None = None,
         masq_mark: int = 0x4000,
         dispatch: DispatchMode = "tree",
+        family: IPFamily | None = None,
     ) -> None:
+        """``family``: serve only that IP family (the agent makes one instance per family); default both."""
+        self._families: tuple[IPFamily, ...] = (family,) if family is not None else tuple(IPFamily)
+        self.family = family
         self._exec = exec
         self._variant_override = variant
         self._variant: Variant | None = None
@@ -128,7 +132,7 @@ class IptablesBackend:
     def setup(self) -> None:
         """Create missing base chains and hooks for each family the machine supports; flush nothing."""
         log.info("iptables backend using the %s variant", self.variant.value)
-        for family in IPFamily:
+        for family in self._families:
             ipt = self._ipt(family)
             if not ipt.available():
                 log.warning("%s unavailable; no IPv%d services", ipt.tools.save, int(family))
@@ -147,6 +151,8 @@ class IptablesBackend:
                 raise SyncError(f"iptables setup failed: {err}") from err
 
     def sync(self, state: ProxyState, changed: frozenset[NamespacedName], full: bool) -> None:
+        if state.family not in self._families:
+            raise SyncError(f"this iptables backend serves IPv{self.family}, not IPv{int(state.family)}")
         cache = self._caches[state.family]
         ctx = RenderContext(state.family, tuple(state.cluster_cidrs), tuple(state.nodeport_ips()), self._masq_mark)
         if not cache.synced or cache.ctx != ctx:
@@ -165,7 +171,7 @@ class IptablesBackend:
         """Remove every PYNET- chain and every jump to one, in both variants, then our ipsets."""
         errors: list[str] = []
         for variant in (self.variant, *(v for v in Variant if v != self.variant)):
-            for family in IPFamily:
+            for family in self._families:
                 ipt = self._ipt(family, variant)
                 try:
                     present = ipt.available() if variant == self.variant else ipt.has_tables()
@@ -176,13 +182,14 @@ class IptablesBackend:
                 except IptablesError as err:
                     errors.append(str(err))
         try:
+            ours = {n.service_set(f) for f in self._families} | {n.cluster_ip_set(f) for f in self._families}
             for name in self._ipset.list_names():
-                if name.startswith(n.SET_PREFIX):
+                if name in ours:
                     self._ipset.destroy(name)
         except IptablesError as err:
             errors.append(str(err))
-        for cache in self._caches.values():
-            cache.synced = False
+        for family in self._families:
+            self._caches[family].synced = False
         if errors:
             raise SyncError("iptables cleanup incomplete: " + "; ".join(errors))
 
