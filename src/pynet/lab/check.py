@@ -73,6 +73,11 @@ def _judge(p: _Probe, r: dict[str, Any]) -> CheckResult:
     who, _, peer = reply.partition(" ")
     if p.expect_from and who not in p.expect_from:
         return CheckResult(p.check, p.source, p.shown, False, f"answered by {who}, expected one of {', '.join(p.expect_from)}")
+    if who == p.source and p.check == "pod->ClusterIP":
+        # hairpin: a pod reaching itself through its service must be masqueraded (kube-proxy does so)
+        ok = peer != p.expect_peer
+        return CheckResult(p.check, p.source, p.shown, ok,
+                           f"{who} (itself: hairpin) saw {peer}" + ("" if ok else ", expected masquerade"))
     if p.expect_peer is not None and peer != p.expect_peer:
         return CheckResult(p.check, p.source, p.shown, False, f"{who} saw {peer}, expected {p.expect_peer} (masqueraded?)")
     return CheckResult(p.check, p.source, p.shown, True, f"{who} saw {peer}")

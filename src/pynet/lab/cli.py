@@ -58,8 +58,11 @@ def _plan_from_state(name: str) -> tuple[LabPlan, LabState]:
     return plan, state
 
 
+_T0 = time.monotonic()
+
+
 def _say(msg: str) -> None:
-    print(f"  {msg}", flush=True)
+    print(f"  [{time.monotonic() - _T0:5.1f}s] {msg}", flush=True)
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -69,6 +72,8 @@ def _up(args: argparse.Namespace) -> int:
                          overlay=args.overlay)
     print(f"lab {plan.name}: {len(plan.nodes)} nodes x {args.pods_per_node} pods, backend {plan.backend}, "
           f"overlay {plan.overlay}", flush=True)
+    global _T0
+    _T0 = time.monotonic()
     state = up(plan, _say, conflist=args.conflist)
     print(f"lab {plan.name} is up in {state.up_seconds:.1f}s (state in {plan.root})", flush=True)
     return 0

@@ -51,6 +51,8 @@ log = get_logger("pynet.lab")
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CNI_BIN = REPO_ROOT / "cni-bin"
 BASE_CONFLIST = REPO_ROOT / "conf" / "10-pynet.conflist"
+#: the DaemonSet's copy of the same network config, used when the checkout has no conf/ copy
+DEPLOY_CONFLIST = REPO_ROOT / "deploy" / "base" / "cni" / "10-pynet.conflist"
 VXLAN_OVERHEAD = 50
 AGENT_START_TIMEOUT = 30.0
 READY_TIMEOUT = 45.0
@@ -89,7 +91,8 @@ def derive_conflist(base: dict[str, Any], plan: LabPlan, node: NodePlan) -> dict
             ipam["dataDir"] = str(node_dir / "ipam")
             if ipam.get("type") == "pynet-ipam":
                 ipam["podCidrFile"] = str(node_dir / "pod-cidr")
-                ipam.setdefault("subnet", "usePodCidr")
+                if "subnet" not in ipam and "ranges" not in ipam:
+                    ipam["subnet"] = "usePodCidr"
             elif ipam.get("type") == "host-local":  # the reference IPAM knows no pod CIDR file
                 ipam.pop("subnet", None)
                 ipam["ranges"] = [[{"subnet": str(node.pod_cidr)}]]
@@ -111,7 +114,8 @@ def derive_conflist(base: dict[str, Any], plan: LabPlan, node: NodePlan) -> dict
 
 
 def _load_base_conflist(path: Path | None = None) -> dict[str, Any]:
-    path = path or BASE_CONFLIST
+    if path is None:
+        path = BASE_CONFLIST if BASE_CONFLIST.exists() or not DEPLOY_CONFLIST.exists() else DEPLOY_CONFLIST
     try:
         data: dict[str, Any] = json.loads(path.read_text())
     except (OSError, ValueError) as err:
@@ -127,13 +131,12 @@ def runtime_for(plan: LabPlan, node: NodePlan) -> CniRuntime:
 # ---------------------------------------------------------------------------------------- processes
 
 
-def _spawn(ns: str, argv: Sequence[str], log_path: Path) -> int:
-    """Start ``argv`` in namespace ``ns`` in the background, detached from our session; its PID."""
+def _spawn(ns: str, argv: Sequence[str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in namespace ``ns`` in the background, in its own session (it outlives us)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as out:
-        proc = subprocess.Popen(netns.argv(ns, argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+        return subprocess.Popen(netns.argv(ns, argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True, close_fds=True)
-    return proc.pid
 
 
 def _agent_argv(plan: LabPlan, node: NodePlan) -> list[str]:
@@ -147,21 +150,22 @@ def _agent_argv(plan: LabPlan, node: NodePlan) -> list[str]:
         "--pod-cidr-file", str(plan.node_dir(node) / "pod-cidr"),
         "--min-sync-period", "0.2",
         "--source-poll-interval", "0.2",
-        "--no-cni-server",
     ]
 
 
-def _kill(pid: int, marker: str) -> None:
-    if not pid_is_ours(pid, marker):
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline and pid_is_ours(pid, marker):
+def _kill_all(pids: Sequence[int], marker: str, grace: float = 3.0) -> None:
+    """TERM every PID that still runs a command naming ``marker``, wait (bounded), KILL the rest."""
+    ours = [p for p in pids if pid_is_ours(p, marker)]
+    for pid in ours:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(pid_is_ours(p, marker) for p in ours):
         time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
+    for pid in ours:
         if pid_is_ours(pid, marker):
-            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -187,10 +191,7 @@ def down(plan: LabPlan, progress: Progress = _quiet) -> list[str]:
     state = LabState.load(plan.state_file)
     marker = str(plan.root)
     if state is not None:
-        for pid in state.agents.values():
-            _kill(pid, marker)
-        for pid in state.servers.values():
-            _kill(pid, marker)
+        _kill_all([*state.agents.values(), *state.servers.values()], marker)
     removed = []
     # pods first, then nodes, then the underlay: the order a real teardown would follow
     for name in sorted(netns.list_with_prefix(plan.prefix), key=lambda n: (not _is_pod(plan, n), n)):
@@ -230,18 +231,21 @@ def up(plan: LabPlan, progress: Progress = _quiet, *, wait: bool = True, conflis
         topology.build_external(plan)
         write_manifest(plan.manifest_dir, "nodes.yaml", render_nodes(plan))
 
+        agents = {}
         for node in plan.nodes:
-            state.agents[node.name] = _spawn(node.netns, _agent_argv(plan, node), plan.node_dir(node) / "agent.log")
+            agents[node.name] = _spawn(node.netns, _agent_argv(plan, node), plan.node_dir(node) / "agent.log")
+            state.agents[node.name] = agents[node.name].pid
         state.save(plan.state_file)
         progress(f"agents started ({plan.backend}, overlay {plan.overlay}); waiting for their pod CIDR files")
         for node in plan.nodes:
             cidr_file = plan.node_dir(node) / "pod-cidr"
-            pid = state.agents[node.name]
+            agent = agents[node.name]
             _wait(f"agent of {node.name} to write {cidr_file}",
-                  lambda f=cidr_file, p=pid: f.exists() or not pid_is_ours(p, str(plan.root)),  # type: ignore[misc]
+                  lambda f=cidr_file, a=agent: f.exists() or a.poll() is not None,  # type: ignore[misc]
                   AGENT_START_TIMEOUT, lambda n=node: _tail(plan.node_dir(n) / "agent.log"))  # type: ignore[misc]
-            if not pid_is_ours(pid, str(plan.root)):
-                raise LabError(f"the agent of {node.name} exited:\n{_tail(plan.node_dir(node) / 'agent.log')}")
+            if agent.poll() is not None:
+                raise LabError(f"the agent of {node.name} exited with {agent.returncode}:\n"
+                               f"{_tail(plan.node_dir(node) / 'agent.log')}")
 
         _make_pods(plan, state, progress)
         state.save(plan.state_file)
@@ -249,7 +253,7 @@ def up(plan: LabPlan, progress: Progress = _quiet, *, wait: bool = True, conflis
                        render_services(plan, {k: IPv4Address(v) for k, v in state.pod_ips.items()}))
         progress("services written; waiting for the agents to program routes and services")
         if wait:
-            wait_ready(plan, state)
+            wait_ready(plan, state, progress=progress)
     except BaseException:
         state.save(plan.state_file)
         raise
@@ -281,7 +285,7 @@ def _make_pods(plan: LabPlan, state: LabState, progress: Progress) -> None:
                 state.pod_ips[pod.name] = str(ip)
                 state.servers[pod.name] = _spawn(
                     pod.netns, [sys.executable, "-m", "pynet.lab.podserver", pod.name, str(plan.root)],
-                    plan.root / "pods" / f"{pod.name}.log")
+                    plan.root / "pods" / f"{pod.name}.log").pid
             if made:
                 node_name = f"node{made[0][0].node}"
                 progress(f"{node_name}: pods " + ", ".join(f"{p.name}={ip}" for p, ip in made))
@@ -291,7 +295,7 @@ def _make_pods(plan: LabPlan, state: LabState, progress: Progress) -> None:
               lambda p=log_path: _tail(p))  # type: ignore[misc]
 
 
-def wait_ready(plan: LabPlan, state: LabState, timeout: float = READY_TIMEOUT) -> None:
+def wait_ready(plan: LabPlan, state: LabState, timeout: float = READY_TIMEOUT, progress: Progress = _quiet) -> None:
     """Until every node routes to every other node's pod CIDR and reaches the echo ClusterIP."""
     from pynet.lab.check import quick_ready
 
@@ -306,6 +310,7 @@ def wait_ready(plan: LabPlan, state: LabState, timeout: float = READY_TIMEOUT) -
 
     _wait("overlay routes on every node", routes_ok, timeout,
           lambda: "\n".join(f"--- {n.name}\n{_tail(plan.node_dir(n) / 'agent.log', 8)}" for n in live))
+    progress("overlay routes in place on every node")
     _wait("services on every node", lambda: quick_ready(plan, state), timeout,
           lambda: "\n".join(f"--- {n.name}\n{_tail(plan.node_dir(n) / 'agent.log', 8)}" for n in live))
 
