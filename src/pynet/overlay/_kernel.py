@@ -29,6 +29,7 @@ from pyroute2.netlink.rtnl.ndmsg import flags as ND_FLAGS
 from pyroute2.netlink.rtnl.ndmsg import states as NUD
 
 from pynet._log import get_logger
+from pynet.errors import PynetError
 from pynet.overlay.base import RTPROT_PYNET, LinkView, OverlayError, VxlanSpec
 from pynet.overlay.entries import FdbEntry, NeighEntry, OverlayEntries, RouteEntry
 
@@ -46,7 +47,9 @@ def _netlink(what: str) -> Iterator[None]:
         yield
     except NetlinkError as err:
         raise OverlayError(f"{what}: {err}") from err
-    except OSError as err:
+    except (OSError, PynetError) as err:
+        if isinstance(err, OverlayError):
+            raise
         raise OverlayError(f"{what}: {err}") from err
 
 
@@ -90,31 +93,22 @@ class NetlinkOverlay:
     def ensure_vxlan(self, spec: VxlanSpec) -> LinkView:
         """Create or fix the VXLAN device; idempotent.
 
-        Identity attributes (VNI, port, local address, underlay link) cannot be changed on a live
-        VXLAN device, so a mismatch there means delete and recreate; MTU, MAC, address and state are
-        corrected in place. Learning is off: every remote MAC comes from our FDB entries.
+        Creation goes through the plugin's :func:`pynet.netlink.links.ensure_vxlan` (the plugin
+        ensures the same device on ADD: one helper, one device shape). Identity attributes (VNI,
+        port, local address, learning) cannot change on a live VXLAN device, so a device that differs
+        there is deleted first and recreated; MTU, MAC, the VTEP address and the state are
+        corrected in place (the plugin sets none of them).
         """
+        from pynet.netlink import links as nllinks
+
         with self._ipr() as ipr, _netlink(f"ensure vxlan device {spec.name}"):
             found = ipr.link_lookup(ifname=spec.name)
-            if found:
-                msg = ipr.link("get", index=found[0])[0]
-                if not _vxlan_matches(msg, spec):
-                    log.info("vxlan device differs; recreating", extra={"kv": {"device": spec.name}})
-                    ipr.link("del", index=found[0])
-                    found = []
-            if not found:
-                try:
-                    ipr.link(
-                        "add", ifname=spec.name, kind="vxlan", vxlan_id=spec.vni, vxlan_port=spec.port,
-                        vxlan_local=str(spec.local), vxlan_learning=0, vxlan_link=spec.underlay_index,
-                        mtu=spec.mtu, address=spec.mac,
-                    )
-                except NetlinkError as err:
-                    # another actor (the CNI plugin on ADD) made it between our lookup and add
-                    if err.code != errno.EEXIST:
-                        raise
-                found = ipr.link_lookup(ifname=spec.name)
-            index = found[0]
+            if found and not _vxlan_matches(ipr.link("get", index=found[0])[0], spec):
+                log.info("vxlan device differs; recreating", extra={"kv": {"device": spec.name}})
+                ipr.link("del", index=found[0])
+            underlay = self._link_view(ipr, spec.underlay_index)
+            index = nllinks.ensure_vxlan(ipr, spec.name, vni=spec.vni, port=spec.port, local=str(spec.local),
+                                         dev=underlay.name, mtu=spec.mtu).index
             msg = ipr.link("get", index=index)[0]
             if msg.get("IFLA_MTU") != spec.mtu or str(msg.get("IFLA_ADDRESS")).lower() != spec.mac:
                 ipr.link("set", index=index, mtu=spec.mtu, address=spec.mac)
