@@ -455,13 +455,23 @@ class ServiceLab:
         return [Reply(**r) for r in json.loads(out.stdout)]
 
     def wait_reply(
-        self, where: str, dst: str, port: int, ok: Callable[[Reply], bool], what: str, *, timeout: float = 10.0, **kw: Any
+        self,
+        where: str,
+        dst: str,
+        port: int,
+        ok: Callable[[Reply], bool],
+        what: str,
+        *,
+        timeout: float = 10.0,
+        attempt_timeout: float = 0.5,
+        **kw: Any,
     ) -> Reply:
-        """Connect repeatedly until one reply satisfies ``ok``; return that reply."""
+        """Connect repeatedly (each attempt bounded by ``attempt_timeout``) until one reply
+        satisfies ``ok``; return that reply. ``kw`` goes to :meth:`connect`."""
         found: list[Reply] = []
 
         def attempt() -> bool:
-            reply = self.connect(where, dst, port, timeout=kw.pop("attempt_timeout", 0.5), **kw)[0]
+            reply = self.connect(where, dst, port, timeout=attempt_timeout, **kw)[0]
             if ok(reply):
                 found.append(reply)
                 return True
