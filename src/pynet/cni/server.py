@@ -14,8 +14,10 @@ Interface for the agent::
 Invariants and hazards:
 
 * No thread of the agent ever changes network namespace: pod namespaces are reached through
-  :class:`pynet.netlink.nsexec.Forking` (a forked single-threaded child creates the netlink socket
-  inside the pod and hands it back; the same child writes the pod's sysctls).
+  :class:`pynet.netlink.nsexec.Broker` (a small single-threaded helper process, started with the
+  server, creates the netlink socket inside the pod and hands it back over SCM_RIGHTS; it also
+  writes the pod's sysctls). If the helper dies it is restarted; failing that, a forked child does
+  the same (:class:`~pynet.netlink.nsexec.Forking`).
 * "Host" is the server's own namespace, as for the executable.
 * Requests run concurrently (one thread each, at most ``max_workers``); correctness under
   concurrency comes from the same places as for concurrent plugin processes: the IPAM store's file
@@ -54,16 +56,18 @@ class CniServer:
         self._active: set[threading.Thread] = set()
         self._lock = threading.Lock()
         self._funcs: Any = None
+        self._broker: Any = None
         self.served = 0
 
     def start(self) -> None:
         # Import the heavy parts now, so the first request is as fast as the others.
         from pynet.cni.commands import Commands
         from pynet.cni.main import register_in_process_ipam
-        from pynet.netlink.nsexec import Forking
+        from pynet.netlink.nsexec import Broker
 
         register_in_process_ipam()
-        self._funcs = Commands(nsexec=Forking()).funcs()
+        self._broker = Broker()
+        self._funcs = Commands(nsexec=self._broker).funcs()
         import pyroute2  # noqa: F401 - warm import
 
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
@@ -90,6 +94,8 @@ class CniServer:
             active = list(self._active)
         for t in active:
             t.join(timeout)
+        if self._broker is not None:
+            self._broker.close()
 
     def __enter__(self) -> CniServer:
         self.start()

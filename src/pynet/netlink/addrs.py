@@ -33,8 +33,6 @@ def list_addrs(ipr: IPRoute, index: int) -> list[IPv4Interface | IPv6Interface]:
 
 def ensure_addr(ipr: IPRoute, index: int, addr: IPv4Interface | IPv6Interface) -> bool:
     """Add ``addr`` to link ``index`` unless present; True if it was added. IPv6 skips DAD."""
-    if addr in list_addrs(ipr, index):
-        return False
     kw: dict[str, Any] = {"flags": IFA_F_NODAD} if addr.version == 6 else {}
     try:
         with translating(f"add address {addr}"):

@@ -25,6 +25,7 @@ __all__ = [
     "ensure_bridge",
     "ensure_vxlan",
     "get_link",
+    "link_exists",
     "random_veth_name",
     "set_hairpin",
     "set_promisc",
@@ -89,19 +90,17 @@ def random_veth_name() -> str:
 
 def get_link(ipr: IPRoute, name: str | None = None, *, index: int | None = None) -> LinkInfo:
     """Read a link by name or index; raises :class:`LinkNotFound`."""
-    if index is None:
-        found = ipr.link_lookup(ifname=name)
-        if not found:
-            raise LinkNotFound(f"link {name} not found", 19)
-        index = found[0]
+    # One RTM_GETLINK by name or index (link_lookup would dump every link of the namespace).
     with translating(f"get link {name or index}"):
-        return LinkInfo.from_msg(ipr.get_links(index)[0])
+        msgs = ipr.link("get", index=index) if index is not None else ipr.link("get", ifname=name)
+    return LinkInfo.from_msg(msgs[0])
 
 
 def _set_up(ipr: IPRoute, link: LinkInfo) -> LinkInfo:
-    if not link.up:
-        with translating(f"set {link.name} up"):
-            ipr.link("set", index=link.index, state="up")
+    if link.up:
+        return link
+    with translating(f"set {link.name} up"):
+        ipr.link("set", index=link.index, state="up")
     return get_link(ipr, index=link.index)
 
 
@@ -152,34 +151,35 @@ def ensure_vxlan(ipr: IPRoute, name: str, *, vni: int, port: int = 8472, local: 
     return _set_up(ipr, link)
 
 
-def setup_veth(host: IPRoute, pod: IPRoute, pod_netns: str, pod_ifname: str, *, mtu: int,
-               master: int | None = None, host_ifname: str | None = None) -> tuple[LinkInfo, LinkInfo]:
-    """Create a veth pair: host end here (optionally enslaved to ``master``), peer ``pod_ifname`` in the pod.
+def setup_veth(host: IPRoute, pod_netns: str, pod_ifname: str, *, mtu: int, master: int | None = None) -> LinkInfo:
+    """Create a veth pair: host end ``vethXXXXXXXX`` here (up, enslaved to ``master``), peer ``pod_ifname``
+    created directly inside the namespace at path ``pod_netns``, in ONE RTM_NEWLINK.
 
-    One RTM_NEWLINK creates both ends, the peer directly in ``pod_netns``. A clash on a random host
-    name is retried (bounded); a clash on the pod side is :class:`LinkExists`. Returns
-    ``(host_link, pod_link)``, both up, as read back from the kernel.
+    A clash on the random host name is retried (bounded); a clash inside the pod is
+    :class:`LinkExists`. Returns the host end as read back from the kernel (the pod end is down;
+    the caller configures it through a handle in the pod).
     """
-    if pod.link_lookup(ifname=pod_ifname):
-        raise LinkExists(f"interface {pod_ifname} already exists in {pod_netns}", 17)
+    extra: dict[str, Any] = {"master": master} if master is not None else {}
     for attempt in range(VETH_NAME_ATTEMPTS):
-        name = host_ifname or random_veth_name()
+        name = random_veth_name()
         try:
             with translating(f"create veth {name}/{pod_ifname}"):
-                host.link("add", ifname=name, kind="veth", mtu=mtu,
+                host.link("add", ifname=name, kind="veth", mtu=mtu, state="up", **extra,
                           peer={"ifname": pod_ifname, "net_ns_fd": pod_netns, "mtu": mtu})
-            break
         except LinkExists:
-            if host_ifname or pod.link_lookup(ifname=pod_ifname) or attempt == VETH_NAME_ATTEMPTS - 1:
-                raise
-    host_link = get_link(host, name)
-    with translating(f"set {name} up"):
-        if master is not None:
-            host.link("set", index=host_link.index, master=master, state="up")
-        else:
-            host.link("set", index=host_link.index, state="up")
-    pod_link = _set_up(pod, get_link(pod, pod_ifname))
-    return get_link(host, index=host_link.index), pod_link
+            if attempt == VETH_NAME_ATTEMPTS - 1 or not link_exists(host, name):
+                raise  # the clash is inside the pod (or we ran out of names)
+            continue
+        return get_link(host, name)
+    raise AssertionError("unreachable")
+
+
+def link_exists(ipr: IPRoute, name: str) -> bool:
+    try:
+        get_link(ipr, name)
+    except LinkNotFound:
+        return False
+    return True
 
 
 def set_hairpin(ipr: IPRoute, index: int, on: bool) -> None:
@@ -195,12 +195,9 @@ def set_promisc(ipr: IPRoute, index: int, on: bool) -> None:
 
 def delete_link(ipr: IPRoute, name: str) -> bool:
     """Delete ``name``; True if it was there, False if it was already gone (idempotent)."""
-    found = ipr.link_lookup(ifname=name)
-    if not found:
-        return False
     try:
         with translating(f"delete link {name}"):
-            ipr.link("del", index=found[0])
+            ipr.link("del", ifname=name)
     except LinkNotFound:
         return False
     return True

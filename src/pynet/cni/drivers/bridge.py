@@ -104,15 +104,13 @@ class BridgeDriver:
                                          vlan_info={"vid": conf.vlan, "flags": ["pvid", "untagged"]})
             except NetlinkOpError as err:
                 raise _net_error(f"cannot configure bridge port {hostveth.name}", err) from err
-            br = nllinks.get_link(host, index=br.index)
-            hostveth = nllinks.get_link(host, index=hostveth.index)
+            br = nllinks.get_link(host, index=br.index)  # its MAC can change when the first port joins
         # One handle into the pod (its creation also writes the pod's sysctls).
         with iproute(spec.netns, nsexec=spec.nsexec, sysctls=pod_sysctls(spec.ifname, spec.ips)) as pod:
             podveth = nllinks.get_link(pod, spec.ifname)
             with translating(f"set {spec.ifname} up"):
                 pod.link("set", index=podveth.index, state="up")
             configure_pod(pod, podveth.index, spec)
-            podveth = nllinks.get_link(pod, index=podveth.index)
         return [
             Interface(br.name, br.mac),
             Interface(hostveth.name, hostveth.mac),
@@ -133,7 +131,7 @@ class BridgeDriver:
     @staticmethod
     def _veth(host: IPRoute, spec: AttachmentSpec, bridge_index: int, undo: ExitStack) -> nllinks.LinkInfo:
         try:
-            created = _create_veth(host, spec, bridge_index)
+            created = nllinks.setup_veth(host, spec.netns, spec.ifname, mtu=spec.mtu, master=bridge_index)
         except LinkExists as err:
             raise CniError(ErrCode.INTERNAL, f"cannot create {spec.ifname} in {spec.netns}: {err}",
                            "an interface of that name already exists in the container") from err
@@ -187,27 +185,6 @@ class BridgeDriver:
                 raise CniError(CHECK_FAILED, f"CHECK failed: the host end of {spec.ifname} is not a port of {br.name}")
             if not any(itf.name == peer.name for itf in prev.interfaces):
                 raise CniError(CHECK_FAILED, f"CHECK failed: host end {peer.name} is not in prevResult")
-
-
-def _create_veth(host: IPRoute, spec: AttachmentSpec, bridge_index: int) -> nllinks.LinkInfo:
-    """Host end + pod end in one request; bounded retry when the random host name clashes."""
-    last: Exception | None = None
-    for _ in range(nllinks.VETH_NAME_ATTEMPTS):
-        name = nllinks.random_veth_name()
-        try:
-            with translating(f"create veth {name}"):
-                host.link("add", ifname=name, kind="veth", mtu=spec.mtu,
-                          peer={"ifname": spec.ifname, "net_ns_fd": spec.netns, "mtu": spec.mtu})
-        except LinkExists as err:
-            last = err
-            if host.link_lookup(ifname=name):
-                continue  # our random name clashed: try another
-            raise  # the clash is inside the pod
-        link = nllinks.get_link(host, name)
-        with translating(f"attach {name} to bridge"):
-            host.link("set", index=link.index, master=bridge_index, state="up")
-        return link
-    raise NetlinkOpError(f"no free veth name after {nllinks.VETH_NAME_ATTEMPTS} attempts: {last}")
 
 
 def _undo_veth(name: str) -> None:
