@@ -224,3 +224,21 @@ def test_wrong_family_is_a_sync_error() -> None:
     v6 = ProxyState(IPFamily.V6, NODE)
     with pytest.raises(SyncError):
         NftablesBackend(FakeNft()).sync(v6, frozenset(), True)
+
+
+def test_ipv6_renders_into_an_ip6_table() -> None:
+    spn = ServicePortName(NamespacedName("ns", "v6"), "", Protocol.TCP)
+    sp = ServicePort(spn, IPFamily.V6, ip_address("fd00:96::10"), 80, Protocol.TCP, node_port=30090)
+    st = ProxyState(
+        IPFamily.V6, NODE, node_ips=(ip_address("fd00:31::1"),), cluster_cidrs=(ip_network("fd00:244::/48"),),
+        services=MappingProxyType({spn: sp}),
+        endpoints=MappingProxyType({spn: (Endpoint(ip_address("fd00:244:1::11"), 8080, is_local=True),)}),
+    )
+    nft = FakeNft("ip6", "pynet")
+    NftablesBackend(nft, family=IPFamily.V6, stale_chain_grace=0).sync(st, frozenset(), True)
+    dump = nft.dump()
+    assert "add table ip6 pynet" in dump
+    assert "meta l4proto tcp dnat to [fd00:244:1::11]:8080" in dump
+    assert "ip6 saddr != { fd00:244::/48 } jump mark-for-masquerade" in dump
+    assert "add element ip6 pynet service-ips { fd00:96::10 . tcp . 80 : goto service-" in dump
+    assert "add element ip6 pynet nodeport-ips { fd00:31::1 }" in dump

@@ -49,7 +49,8 @@ def port_chain(kind: str, sp: ServicePort) -> str:
 
 
 def _ep_suffix(ep: Endpoint) -> str:
-    return f"{ep.ip}/{ep.port}"
+    # ':' is not allowed in nft names: IPv6 endpoints read fd00..1/80 (the hash keeps them unique)
+    return f"{ep.ip}/{ep.port}".replace(":", ".")
 
 
 def endpoint_chain(sp: ServicePort, ep: Endpoint) -> str:
