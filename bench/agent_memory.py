@@ -153,7 +153,12 @@ def main() -> int:
     ap.add_argument("--edits", type=int, default=15)
     ap.add_argument("--backend", choices=("recording", "nftables"), default="recording")
     ap.add_argument("--poll", type=float, default=0.05, help="--source-poll-interval for the latency run")
+    ap.add_argument(
+        "--per-file", type=int, default=100, help="services per manifest file (an edit re-parses one file)"
+    )
     args = ap.parse_args()
+    global PER_FILE
+    PER_FILE = args.per_file
     backend = "pynet.testing.recording:RecordingBackend"
     netns = None
     ns_obj = None
@@ -163,7 +168,10 @@ def main() -> int:
         ns_obj = TestNetns.create("agbench")
         netns = ns_obj.name
         backend = "nftables"
-        print("note: nftables backend; sync timestamps are taken by a wrapper", file=sys.stderr)
+        print(
+            "note: nftables backend in a netns: memory only (the kernel-side latency is the nft benchmark)",
+            file=sys.stderr,
+        )
     try:
         with tempfile.TemporaryDirectory(prefix="pynet-agent-bench-") as tmp:
             base = Path(tmp)
@@ -216,7 +224,9 @@ def main() -> int:
 
     lat = sorted(latencies)
     p90 = lat[max(0, int(round(0.9 * len(lat))) - 1)]
-    print(f"services={args.services} endpoints={3 * args.services} backend={args.backend}")
+    print(
+        f"services={args.services} endpoints={3 * args.services} backend={args.backend} per_file={PER_FILE}"
+    )
     print(f"startup_to_first_sync_s={startup:.2f} (first sync full={first['full']})")
     print(f"rss_mib={rss / 1024:.1f} peak_rss_mib={hwm / 1024:.1f}")
     print(f"reference_empty_rss_mib={ref_rss / 1024:.1f} reference_peak_mib={ref_hwm / 1024:.1f}")

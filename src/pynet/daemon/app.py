@@ -61,6 +61,19 @@ def _make_overlay(mode: str, node_name: str) -> Any:
     return make_overlay(mode, node_name=node_name)
 
 
+def _instances_for_cleanup(cls: type[Backend]) -> list[Backend]:
+    """One instance per IP family when the backend takes ``family=``, else a single one."""
+    try:
+        return [cls(family=fam) for fam in IPFamily]  # type: ignore[call-arg]
+    except TypeError:
+        pass
+    try:
+        return [cls()]
+    except Exception as err:
+        log.info("cleanup: backend skipped", extra={"kv": {"backend": cfg_name(cls), "reason": repr(err)}})
+        return []
+
+
 def run_cleanup(config: AgentConfig) -> int:
     """``--cleanup``: every loadable backend's cleanup(), then the overlay's. Exit code 0 unless one failed."""
     failed = 0
@@ -68,19 +81,21 @@ def run_cleanup(config: AgentConfig) -> int:
         try:
             cls = load_backend(name)
             cls.probe()
-            backend = cls()
-        except BackendUnavailable as err:
-            log.info("cleanup: backend skipped", extra={"kv": {"backend": name, "reason": str(err)}})
-            continue
         except Exception as err:
-            log.info("cleanup: backend skipped", extra={"kv": {"backend": name, "reason": repr(err)}})
+            log.info(
+                "cleanup: backend skipped", extra={"kv": {"backend": name, "reason": str(err) or repr(err)}}
+            )
             continue
-        try:
-            backend.cleanup()
-            log.info("cleanup: backend cleaned", extra={"kv": {"backend": name}})
-        except Exception as err:
-            failed += 1
-            log.error("cleanup: backend failed", extra={"kv": {"backend": name, "error": repr(err)}})
+        for backend in _instances_for_cleanup(cls):
+            try:
+                backend.cleanup()
+                log.info(
+                    "cleanup: backend cleaned",
+                    extra={"kv": {"backend": name, "family": getattr(backend, "family", "")}},
+                )
+            except Exception as err:
+                failed += 1
+                log.error("cleanup: backend failed", extra={"kv": {"backend": name, "error": repr(err)}})
     modes = [config.overlay] if config.overlay != "none" else ["vxlan", "host-gw"]
     if importlib.util.find_spec("pynet.overlay") is not None and hasattr(
         importlib.import_module("pynet.overlay"), "make_overlay"
@@ -222,9 +237,13 @@ class Agent:
             self._spawn("source-dir", lambda: source.run(self.stop_event))
             return
         from pynet.k8s.client import ApiClient
+        from pynet.k8s.errors import ApiError
         from pynet.k8s.informer import Informer
 
-        self._api = ApiClient.from_config(cfg.kubeconfig, in_cluster=cfg.in_cluster)
+        try:
+            self._api = ApiClient.from_config(cfg.kubeconfig, in_cluster=cfg.in_cluster)
+        except ApiError as err:
+            raise AgentError(str(err)) from err
         for kind, (list_fn, watch_fn) in self._api.resources().items():
             informer = Informer(kind, list_fn, watch_fn, proxier, clock=self.clock)
             self._spawn(f"informer-{kind.value.lower()}", functools.partial(informer.run, self.stop_event))

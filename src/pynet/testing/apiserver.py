@@ -19,6 +19,7 @@ watches), :meth:`drop_watches` (cut open streams mid-chunk, as a crashed apiserv
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import copy
 import json
@@ -49,7 +50,11 @@ class FakeApiServer:
         self._objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {
             k: {} for k, _, _ in RESOURCES.values()
         }
-        self._events: list[tuple[int, str, str, dict[str, Any]]] = []  # (rv, kind, type, object)
+        # per kind, in resourceVersion order: (rv, type, object); rvs mirrored for bisect
+        self._events: dict[str, list[tuple[int, str, dict[str, Any]]]] = {
+            k: [] for k, _, _ in RESOURCES.values()
+        }
+        self._event_rvs: dict[str, list[int]] = {k: [] for k, _, _ in RESOURCES.values()}
         self._compacted = 0
         self._drop_gen = 0
         self._expire_gen = 0
@@ -120,7 +125,7 @@ class FakeApiServer:
             meta["resourceVersion"] = str(self._rv)
             etype = "MODIFIED" if key in self._objects[kind] else "ADDED"
             self._objects[kind][key] = stored
-            self._events.append((self._rv, kind, etype, copy.deepcopy(stored)))
+            self._record(kind, etype, copy.deepcopy(stored))
             self._cond.notify_all()
         return stored
 
@@ -130,8 +135,17 @@ class FakeApiServer:
             self._rv += 1
             obj = copy.deepcopy(obj)
             obj["metadata"]["resourceVersion"] = str(self._rv)
-            self._events.append((self._rv, kind, "DELETED", obj))
+            self._record(kind, "DELETED", obj)
             self._cond.notify_all()
+
+    def _record(self, kind: str, etype: str, obj: dict[str, Any]) -> None:
+        self._events[kind].append((self._rv, etype, obj))
+        self._event_rvs[kind].append(self._rv)
+
+    def _clear_events(self) -> None:
+        for kind in self._events:
+            self._events[kind] = []
+            self._event_rvs[kind] = []
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         with self._cond:
@@ -149,13 +163,13 @@ class FakeApiServer:
         """Forget history: a watch from any older resourceVersion now gets 410 Gone."""
         with self._cond:
             self._compacted = self._rv
-            self._events.clear()
+            self._clear_events()
 
     def expire_watches(self) -> None:
         """Compact and send ERROR 410 on the open watches (what etcd compaction does)."""
         with self._cond:
             self._compacted = self._rv
-            self._events.clear()
+            self._clear_events()
             self._expire_gen += 1
             self._cond.notify_all()
 
@@ -262,14 +276,16 @@ class FakeApiServer:
     def _serve_list(
         self, h: BaseHTTPRequestHandler, kind: str, api_version: str, query: dict[str, str]
     ) -> None:
-        with self._cond:
-            items = [copy.deepcopy(o) for _, o in sorted(self._objects[kind].items())]
-            rv = self._rv
         start = int(query.get("continue", "0") or 0)
         limit = int(query.get("limit", "0") or 0)
-        page = items[start : start + limit] if limit else items[start:]
+        with self._cond:
+            keys = sorted(self._objects[kind])
+            rv = self._rv
+            chosen = keys[start : start + limit] if limit else keys[start:]
+            page = [copy.deepcopy(self._objects[kind][k]) for k in chosen]
+            total = len(keys)
         meta: dict[str, Any] = {"resourceVersion": str(rv)}
-        if limit and start + limit < len(items):
+        if limit and start + limit < total:
             meta["continue"] = str(start + limit)
         for obj in page:
             obj.pop("kind", None)
@@ -321,7 +337,7 @@ class FakeApiServer:
                 return
             while True:
                 with self._cond:
-                    pending = [(rv, t, o) for rv, k, t, o in self._events if k == kind and rv > since]
+                    pending = self._events[kind][bisect.bisect_right(self._event_rvs[kind], since) :]
                     if (
                         not pending
                         and not self._stopping

@@ -366,3 +366,18 @@ def test_dual_stack_one_proxier_per_family(tmp_path: Path) -> None:
     assert [str(ip) for ip in v6.node_ips] == ["fd00:50::1"] and [str(c) for c in v6.cluster_cidrs] == [
         "fd00:244::/48"
     ]
+
+
+def test_bad_kubeconfig_fails_clearly(tmp_path: Path) -> None:
+    (tmp_path / "kc").write_text("this: is not a kubeconfig\n")
+    res = subprocess.run(
+        agent_cmd("--kubeconfig", str(tmp_path / "kc"), "--once", "--node-name", "n1"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (
+        res.returncode == 1
+        and "cannot load cluster credentials" in res.stderr
+        and "Traceback" not in res.stderr
+    )
