@@ -11,14 +11,16 @@ Set ``PYNET_CNI_SOCKET`` to use another socket name, or ``PYNET_CNI_SOCKET=none`
 
 from __future__ import annotations
 
-import json
+import _socket  # the C module: `import socket` (enum, selectors) would cost the launcher milliseconds
 import os
-import socket
 import sys
-from collections.abc import Mapping
-from typing import BinaryIO
 
 from pynet.cni import wire
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs the launcher milliseconds
+if TYPE_CHECKING:  # start-up matters here: typing-only imports stay out of the launcher's path
+    from collections.abc import Mapping
+    from typing import BinaryIO
 
 __all__ = ["REPLY_TIMEOUT", "run", "try_agent"]
 
@@ -26,7 +28,9 @@ REPLY_TIMEOUT = 300.0
 
 
 def _error(code: int, msg: str) -> bytes:
-    return json.dumps({"cniVersion": "1.1.0", "code": code, "msg": msg}).encode() + b"\n"
+    # hand-made JSON (no json import): the message keeps only characters that need no escaping
+    text = "".join(c if c.isprintable() and c not in '"\\' else " " for c in msg)
+    return ('{"cniVersion": "1.1.0", "code": ' + str(code) + ', "msg": "' + text + '"}\n').encode()
 
 
 def try_agent(environ: Mapping[str, str], stdin: bytes, name: str | None = None) -> tuple[int, bytes] | None:
@@ -34,7 +38,7 @@ def try_agent(environ: Mapping[str, str], stdin: bytes, name: str | None = None)
     name = name or environ.get("PYNET_CNI_SOCKET") or wire.DEFAULT_SOCKET
     if name == "none":
         return None
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     try:
         try:
             sock.connect(wire.abstract_address(name))
@@ -43,11 +47,11 @@ def try_agent(environ: Mapping[str, str], stdin: bytes, name: str | None = None)
         env = {k: v for k, v in environ.items() if k.startswith("CNI_") or k in wire.FORWARDED_ENV}
         try:
             sock.settimeout(REPLY_TIMEOUT)
-            wire.send_frame(sock, json.dumps({"env": env}).encode())
+            wire.send_frame(sock, wire.encode_env(env))
             wire.send_frame(sock, stdin)
             status = wire.recv_u32(sock)
             out = wire.recv_frame(sock)
-        except (OSError, ConnectionError) as err:
+        except OSError as err:  # ConnectionError and socket timeouts are OSErrors
             return 1, _error(11, f"pynet agent did not answer the CNI request: {err}")
         return status, out
     finally:

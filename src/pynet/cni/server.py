@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import os
 import socket
@@ -131,9 +130,8 @@ class CniServer:
                 if not self._peer_ok(conn):
                     log.warning("refused a CNI request from another uid")
                     return
-                header = json.loads(wire.recv_frame(conn))
+                env = wire.decode_env(wire.recv_frame(conn))
                 stdin = wire.recv_frame(conn)
-                env = {str(k): str(v) for k, v in dict(header.get("env", {})).items()}
                 status, out = self.handle(env, stdin)
                 conn.settimeout(None)
                 wire.send_frame(conn, out, prefix=status)

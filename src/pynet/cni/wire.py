@@ -4,24 +4,45 @@ Stdlib only (the launcher imports it before anything heavy). One request per con
 *abstract* unix stream socket (``\\0<name>``): abstract names live in the network namespace, so a
 plugin always reaches the agent of its own node and nobody else's.
 
-Request:  ``u32 len`` + JSON ``{"env": {...}}``  then  ``u32 len`` + raw stdin bytes.
+Request:  ``u32 len`` + the environment as ``KEY=VALUE`` pairs joined by NUL bytes (what ``execve``
+          itself would carry; no JSON, so the client never imports ``json``/``re``), then
+          ``u32 len`` + raw stdin bytes.
 Response: ``u32 exit status`` + ``u32 len`` + the plugin's stdout bytes (result or error JSON).
 All integers are big-endian. Frames over ``MAX_FRAME`` are refused.
 """
 
 from __future__ import annotations
 
-import socket
 import struct
 
-__all__ = ["DEFAULT_SOCKET", "FORWARDED_ENV", "MAX_FRAME", "abstract_address", "recv_exact", "recv_frame",
-           "send_frame"]
+TYPE_CHECKING = False  # the launcher imports this module: no typing, no socket module at run time
+if TYPE_CHECKING:
+    import _socket as socket  # socket.socket subclasses it; the client uses the C type directly
+
+__all__ = ["DEFAULT_SOCKET", "FORWARDED_ENV", "MAX_FRAME", "abstract_address", "decode_env", "encode_env",
+           "recv_exact", "recv_frame", "send_frame"]
 
 DEFAULT_SOCKET = "pynet-cni"
 MAX_FRAME = 16 * 1024 * 1024
 #: environment the agent needs to run the request as the plugin would (plus every CNI_* variable)
 FORWARDED_ENV = ("PATH",)
 _U32 = struct.Struct(">I")
+
+
+def encode_env(env: dict[str, str]) -> bytes:
+    """>>> decode_env(encode_env({"A": "1", "B": "x=y"}))
+    {'A': '1', 'B': 'x=y'}
+    """
+    return b"\0".join(f"{k}={v}".encode() for k, v in env.items())
+
+
+def decode_env(data: bytes) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in data.split(b"\0"):
+        key, sep, value = item.decode(errors="replace").partition("=")
+        if sep and key:
+            out[key] = value
+    return out
 
 
 def abstract_address(name: str) -> str:

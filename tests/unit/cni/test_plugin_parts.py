@@ -165,3 +165,15 @@ def test_lean_pyroute2_completes_on_demand() -> None:
             "from pyroute2 import IPVS; import pyroute2; assert pyroute2.IPRoute is IPRoute")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ})
     assert proc.returncode == 0, proc.stderr
+
+
+def test_wire_env_doctest_and_client_imports_stay_light() -> None:
+    import doctest
+    import subprocess
+
+    assert doctest.testmod(wire).failed == 0
+    code = ("import sys; from pynet.cni import client;"
+            "heavy = {'json', 'typing', 'socket', 'pyroute2', 'subprocess'} & set(sys.modules); assert not heavy, heavy")
+    proc = subprocess.run([sys.executable, "-I", "-S", "-c", f"import sys; sys.path.insert(0, {str(Path(client.__file__).parents[2])!r}); {code}"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
