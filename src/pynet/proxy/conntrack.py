@@ -11,9 +11,11 @@ each successful sync the proxier computes filters with :func:`stale_filters` and
   (and NodePort), so the client's next packet is load-balanced instead of rejected.
 
 The implementation runs the ``conntrack`` tool (conntrack-tools) in the agent's own network
-namespace: pyroute2's conntrack module can dump but its delete-by-filter (``--dst-nat``) needs
-hand-built NFCT tuples; the tool is the field's standard and exact. ``conntrack -D`` exits 1 when
-nothing matched, which is not an error here.
+namespace (kube-proxy does the same). pyroute2's ``Conntrack`` was not used: with it, filtering means
+dumping the entries into Python and deleting them one by one by exact tuple. Flows DNATed to an endpoint are selected by ``--reply-src ENDPOINT`` (the reply tuple's
+source is the endpoint after DNAT) rather than kube-proxy's ``--dst-nat ENDPOINT``: the same flows,
+but it does not depend on the entry's NAT status bit, so it is exactly testable with entries made by
+``conntrack -I``. ``conntrack -D`` exits 1 when nothing matched, which is not an error here.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ class ConntrackFilter:
     family: IPFamily
     orig_dst: IPAddress | None = None
     orig_port_dst: int | None = None
-    dst_nat: IPAddress | None = None
+    reply_src: IPAddress | None = None
 
     def argv(self) -> list[str]:
         args = ["conntrack", "-D", "-f", "ipv6" if self.family is IPFamily.V6 else "ipv4", "-p", "udp"]
@@ -48,8 +50,8 @@ class ConntrackFilter:
             args += ["--orig-dst", str(self.orig_dst)]
         if self.orig_port_dst is not None:
             args += ["--orig-port-dst", str(self.orig_port_dst)]
-        if self.dst_nat is not None:
-            args += ["--dst-nat", str(self.dst_nat)]
+        if self.reply_src is not None:
+            args += ["--reply-src", str(self.reply_src)]
         return args
 
 
@@ -73,9 +75,9 @@ def stale_filters(
         if sp is None or sp.protocol is not Protocol.UDP:
             continue
         for addr in _addresses(sp):
-            out.add(ConntrackFilter(sp.family, orig_dst=addr, orig_port_dst=sp.port, dst_nat=ep.ip))
+            out.add(ConntrackFilter(sp.family, orig_dst=addr, orig_port_dst=sp.port, reply_src=ep.ip))
         if sp.node_port:
-            out.add(ConntrackFilter(sp.family, orig_port_dst=sp.node_port, dst_nat=ep.ip))
+            out.add(ConntrackFilter(sp.family, orig_port_dst=sp.node_port, reply_src=ep.ip))
     for spn in result.newly_active_udp:
         sp = lookup(spn)
         if sp is None or sp.protocol is not Protocol.UDP:
@@ -84,7 +86,7 @@ def stale_filters(
             out.add(ConntrackFilter(sp.family, orig_dst=addr, orig_port_dst=sp.port))
         if sp.node_port:
             out.add(ConntrackFilter(sp.family, orig_port_dst=sp.node_port))
-    return sorted(out, key=lambda f: (f.family, str(f.orig_dst), f.orig_port_dst or 0, str(f.dst_nat)))
+    return sorted(out, key=lambda f: (f.family, str(f.orig_dst), f.orig_port_dst or 0, str(f.reply_src)))
 
 
 class ConntrackTool:

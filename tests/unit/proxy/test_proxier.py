@@ -185,9 +185,9 @@ def test_stale_udp_conntrack_after_endpoint_removal(fake_clock: FakeClock) -> No
     p.sync_rules()
     ep = ip_address("10.244.1.5")
     assert ct.cleared == [
-        ConntrackFilter(v4, orig_dst=ip_address("10.96.0.53"), orig_port_dst=53, dst_nat=ep),
-        ConntrackFilter(v4, orig_dst=ip_address("203.0.113.7"), orig_port_dst=53, dst_nat=ep),
-        ConntrackFilter(v4, orig_port_dst=30053, dst_nat=ep),
+        ConntrackFilter(v4, orig_dst=ip_address("10.96.0.53"), orig_port_dst=53, reply_src=ep),
+        ConntrackFilter(v4, orig_dst=ip_address("203.0.113.7"), orig_port_dst=53, reply_src=ep),
+        ConntrackFilter(v4, orig_port_dst=30053, reply_src=ep),
     ]
     assert ct.cleared[0].argv() == [
         "conntrack",
@@ -200,7 +200,7 @@ def test_stale_udp_conntrack_after_endpoint_removal(fake_clock: FakeClock) -> No
         "10.96.0.53",
         "--orig-port-dst",
         "53",
-        "--dst-nat",
+        "--reply-src",
         "10.244.1.5",
     ]
 
