@@ -30,7 +30,9 @@ _U32 = struct.Struct(">I")
 
 
 def encode_env(env: dict[str, str]) -> bytes:
-    """>>> decode_env(encode_env({"A": "1", "B": "x=y"}))
+    """``{"A": "1"}`` -> ``b"A=1"`` (pairs joined by NUL).
+
+    >>> decode_env(encode_env({"A": "1", "B": "x=y"}))
     {'A': '1', 'B': 'x=y'}
     """
     return b"\0".join(f"{k}={v}".encode() for k, v in env.items())
