@@ -9,7 +9,8 @@ Following changes: a poll every ``interval`` seconds (default 0.5 s) compares ea
 hold are diffed, by ``(kind, namespace, name)``, into add/update/delete events. No inotify: polling
 is portable, cheap at this size, and immune to editors that replace files by rename.
 
-Hazards: a file that fails to parse (half-written, or broken YAML) is reported once and its previous
+Hazards: if DIR itself disappears, the last known objects are kept (a remount must not delete every
+service); a file that fails to parse (half-written, or broken YAML) is reported once and its previous
 objects are kept until it parses again, so a bad save never deletes services. When the same object
 appears in several files, the first file in name order wins.
 """
@@ -115,8 +116,12 @@ class ManifestDirSource:
                 if e.name.endswith(SUFFIXES) and not e.name.startswith(".") and e.is_file()
             }
         except FileNotFoundError:
-            log.warning("source directory missing", extra={"kv": {"dir": self.directory}})
-            entries = {}
+            # a vanished directory is an operator mistake or a remount, not "delete every service"
+            log.warning(
+                "source directory missing; keeping the last known objects",
+                extra={"kv": {"dir": self.directory}},
+            )
+            return False
         stamps = {name: (st.st_mtime_ns, st.st_size, st.st_ino) for name, st in entries.items()}
         touched: set[FileKey] = set()
         changed = False

@@ -130,3 +130,17 @@ def test_run_follows_changes_until_stopped(tmp_path: Path) -> None:
         stop.set()
         t.join(5)
     assert not t.is_alive()
+
+
+def test_vanished_directory_keeps_objects(tmp_path: Path) -> None:
+    d = tmp_path / "src"
+    d.mkdir()
+    h = RecordingHandler()
+    src = ManifestDirSource(d, h)
+    write(d / "a.yaml", make_service("web", "10.96.0.10"))
+    src.scan()
+    h.take()
+    (d / "a.yaml").unlink()
+    d.rmdir()
+    assert not src.scan()
+    assert h.take() == []
