@@ -58,9 +58,6 @@ def test_gone_relists_and_delivers_deletes(fake_clock: FakeClock) -> None:
     api.streams = [[event("ERROR", {"kind": "Status", "code": 410, "message": "too old"})], [Gone()]]
     inf = make(api, h, fake_clock)
 
-    def shrink_on_second_list() -> None:
-        pass
-
     # after the first 410, the server state changed: "a" is gone and "c" exists
     orig = api.list_fn
 
