@@ -9,6 +9,8 @@ The comment is the per-network/per-container record: ``teardown`` deletes that a
 and, when no rule is left, the whole table ("removed when the last user goes"). ``gc`` removes the
 rules of attachments the runtime no longer lists. Changes are serialised by a file lock so a
 teardown never deletes the table under a concurrent setup; each change is one nft transaction.
+Hazard: libnftables runs in the calling thread's network namespace (the node's, for the plugin and
+for the agent's server threads alike).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from ipaddress import IPv4Interface, IPv6Interface
@@ -39,24 +42,37 @@ def comment_for(network: str, container_id: str, ifname: str) -> str:
 
 @contextmanager
 def _locked() -> Iterator[None]:
-    os.makedirs(os.path.dirname(LOCK_PATH), exist_ok=True)
-    fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    """Threads of this process (the agent's server), then processes (plugins): one writer at a time."""
+    with _CTX_LOCK:
+        os.makedirs(os.path.dirname(LOCK_PATH), exist_ok=True)
+        fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+
+_CTX: Any = None
+_CTX_LOCK = threading.Lock()
 
 
 def _nft() -> Any:
-    try:
-        import nftables  # Debian's python3-nftables (libnftables)
-    except ImportError as err:
-        raise CniError(ErrCode.INTERNAL, "ipMasq needs libnftables' Python binding (python3-nftables)") from err
-    nft = nftables.Nftables()
-    nft.set_json_output(True)
-    nft.set_handle_output(True)
-    return nft
+    """The process's one libnftables context (creating and freeing one costs ~10 ms each).
+
+    libnftables contexts are not thread-safe: every use holds ``_CTX_LOCK`` (taken in ``_locked``).
+    """
+    global _CTX
+    if _CTX is None:
+        try:
+            import nftables  # Debian's python3-nftables (libnftables)
+        except ImportError as err:
+            raise CniError(ErrCode.INTERNAL, "ipMasq needs libnftables' Python binding (python3-nftables)") from err
+        ctx = nftables.Nftables()
+        ctx.set_json_output(True)
+        ctx.set_handle_output(True)
+        _CTX = ctx
+    return _CTX
 
 
 def _run(nft: Any, cmds: list[dict[str, Any]]) -> None:
@@ -92,8 +108,8 @@ def _rule(addr: IPv4Interface | IPv6Interface, comment: str) -> dict[str, Any]:
 def setup(addrs: Iterable[IPv4Interface | IPv6Interface], network: str, container_id: str, ifname: str) -> None:
     """Add the attachment's masquerade rules (idempotent: an existing record is kept)."""
     comment = comment_for(network, container_id, ifname)
-    nft = _nft()
     with _locked():
+        nft = _nft()
         if any(r.get("comment") == comment for r in _rules(nft)):
             return
         cmds: list[dict[str, Any]] = [
@@ -118,8 +134,8 @@ def _delete(nft: Any, doomed: list[dict[str, Any]], remaining: int) -> None:
 def teardown(network: str, container_id: str, ifname: str) -> None:
     """Remove the attachment's rules; remove the table when it was the last user. Idempotent."""
     comment = comment_for(network, container_id, ifname)
-    nft = _nft()
     with _locked():
+        nft = _nft()
         rules = _rules(nft)
         doomed = [r for r in rules if r.get("comment") == comment]
         _delete(nft, doomed, len(rules) - len(doomed))
@@ -129,8 +145,8 @@ def gc(network: str, valid: set[tuple[str, str]]) -> int:
     """Remove this network's records whose (container id, ifname) is not in ``valid``; returns how many."""
     prefix = f"{network}/"
     keep = {comment_for(network, cid, ifn) for cid, ifn in valid}
-    nft = _nft()
     with _locked():
+        nft = _nft()
         rules = _rules(nft)
         doomed = [r for r in rules if str(r.get("comment", "")).startswith(prefix) and r.get("comment") not in keep]
         _delete(nft, doomed, len(rules) - len(doomed))
@@ -139,4 +155,5 @@ def gc(network: str, valid: set[tuple[str, str]]) -> int:
 
 def list_records() -> list[str]:
     """Comments of the current rules (for tests and CHECK)."""
-    return [str(r.get("comment", "")) for r in _rules(_nft())]
+    with _CTX_LOCK:
+        return [str(r.get("comment", "")) for r in _rules(_nft())]

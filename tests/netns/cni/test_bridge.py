@@ -191,3 +191,27 @@ def test_add_into_missing_netns_is_unknown_container(make_netns: Callable[..., T
     run = run_plugin(node, "ADD", bridge_conf("nons", "10.77.7.0/24", tmp_path), "ctr-x", "/run/netns/no-such-ns")
     assert run.code == 1 and run.out["code"] == 3
     assert allocations(tmp_path, "nons") == []
+
+
+def test_dual_stack(make_netns: Callable[..., TestNetns], tmp_path: Path) -> None:
+    node, pod = make_netns("cnode"), make_netns("cpod")
+    conf = bridge_conf("dual", "10.77.8.0/24", tmp_path, "1.1.0", ipMasq=True)
+    conf["ipam"]["ranges"] = [[{"subnet": "10.77.8.0/24"}], [{"subnet": "fd00:77:8::/64"}]]
+    add = run_plugin(node, "ADD", conf, "ctr-ds", pod.path)
+    assert add.ok, add
+    assert [ip["address"] for ip in add.out["ips"]] == ["10.77.8.2/24", "fd00:77:8::2/64"]
+    assert {r["dst"] for r in add.out["routes"]} == {"0.0.0.0/0", "::/0"}
+    assert "default via fd00:77:8::1 dev eth0" in pod.run("ip", "-6", "route").stdout
+    assert "fd00:77:8::1/64" in node.run("ip", "-6", "-br", "addr", "show", "pynet0").stdout
+    assert node.run("sysctl", "-n", "net.ipv6.conf.all.forwarding").stdout.strip() == "1"
+    assert pod.run("sysctl", "-n", "net.ipv6.conf.eth0.accept_ra").stdout.strip() == "0"
+    assert any("ip6 saddr fd00:77:8::2" in r for r in masq_rules(node)) and len(masq_rules(node)) == 2
+    ok = False
+    for _ in range(30):  # the bridge's own IPv6 address may still be in DAD
+        if pod.run("busybox", "ping", "-6", "-c", "1", "-W", "1", "fd00:77:8::1", check=False).returncode == 0:
+            ok = True
+            break
+    assert ok and ping(pod, "10.77.8.1")
+    assert run_plugin(node, "CHECK", with_prev(conf, add.out), "ctr-ds", pod.path).ok
+    assert run_plugin(node, "DEL", with_prev(conf, add.out), "ctr-ds", pod.path).ok
+    assert masq_rules(node) == [] and allocations(tmp_path, "dual") == []
