@@ -12,23 +12,24 @@ implementation, phase and mode, and the ratio to the reference.
 
 Implementations (``--impl``, repeatable; default all that apply):
   ref          /usr/lib/cni/bridge with ipam host-local        (Go reference)
-  pynet        cni-bin/pynet with ipam pynet-ipam              (exec path, no agent)
-  pynet-agent  cni-bin/pynet with ipam pynet-ipam and the agent fast path: requires
-               --agent-cmd (started inside the node netns before measuring, killed after) and
-               --agent-env KEY=VALUE given to the plugin (e.g. the socket path)
+  pynet        cni-bin/pynet with ipam pynet-ipam, no agent: the launcher finds no socket and
+               does the work in-process (pyroute2 imported per call)
+  pynet-agent  the same executable while the agent's CNI server (pynet.cni.server.CniServer)
+               listens in the node netns: the launcher's stdlib-only client hands the request over
+               (socket name passed as PYNET_CNI_SOCKET); skip with --no-agent
   ref-ipam / pynet-ipam   the IPAM plugins alone (host-local vs pynet-ipam)
 
-Example (as root): .venv/bin/python bench/cni_add_del.py --count 40 --parallel 16 --rounds 3
+Example (as root): .venv/bin/python bench/cni_add_del.py --count 30 --parallel 16 --rounds 3
 Nothing touches the root netns; every namespace made here is removed on exit.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
-import signal
 import statistics
 import subprocess
 import sys
@@ -41,6 +42,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from pynet.testing.cni import cni_server  # noqa: E402
 from pynet.testing.netns import STANDARD_PATH, TestNetns, random_suffix  # noqa: E402
 
 REF_DIR = "/usr/lib/cni"
@@ -70,13 +72,23 @@ def netconf(impl: str, data_dir: str) -> dict[str, Any]:
 
 # -- worker: runs inside the node netns ------------------------------------------------------------
 
-def _call(plugin: str, env: dict[str, str], stdin: bytes) -> float:
+def _call(plugin: str, env: dict[str, str], stdin: bytes) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the plugin's process tree): wait4 gives the child's own rusage,
+    which, unlike wall time, hardly depends on what else the machine is doing."""
     t0 = time.perf_counter()
-    proc = subprocess.run([plugin], env=env, input=stdin, capture_output=True, timeout=120)
+    proc = subprocess.Popen([plugin], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(stdin)
+    proc.stdin.close()
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here; keep Popen from waiting again
+    proc.stdout.close()
     if proc.returncode != 0:
-        raise RuntimeError(f"{plugin} {env['CNI_COMMAND']} failed: {proc.stdout.decode()} {proc.stderr.decode()}")
-    return elapsed
+        raise RuntimeError(f"{plugin} {env['CNI_COMMAND']} failed: {out.decode(errors='replace')}")
+    return elapsed, usage.ru_utime + usage.ru_stime
 
 
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
@@ -89,13 +101,16 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         e = {"PATH": STANDARD_PATH, "CNI_COMMAND": command, "CNI_CONTAINERID": f"bench-{impl}-{n}",
              "CNI_NETNS": f"/run/netns/{pods[impl][n]}", "CNI_IFNAME": "eth0", "CNI_PATH": cni_path}
         if impl == "pynet-agent":
-            e.update(spec["agent_env"])
+            e["PYNET_CNI_SOCKET"] = spec["agent_socket"]
         return e
 
     out: dict[str, Any] = {}
 
-    def record(impl: str, phase: str, mode: str, value: float) -> None:
-        out.setdefault(impl, {}).setdefault(f"{mode}/{phase}", []).append(value)
+    def record(impl: str, phase: str, mode: str, value: float | tuple[float, float]) -> None:
+        wall, cpu = value if isinstance(value, tuple) else (value, None)
+        out.setdefault(impl, {}).setdefault(f"{mode}/{phase}", []).append(wall)
+        if cpu is not None:
+            out[impl].setdefault(f"cpu-{mode}/{phase}", []).append(cpu)
 
     # warm the page cache and create each bridge once, outside the measurement
     for impl in impls:
@@ -129,7 +144,8 @@ def pct(values: list[float], q: float) -> float:
 def report(results: dict[str, Any], args: argparse.Namespace) -> str:
     lines = [f"command: `{' '.join(shlex.quote(a) for a in sys.argv)}`", "",
              f"seq: {args.count} sequential calls; par: {args.rounds} rounds of {args.parallel} calls started "
-             "together (per-call latency); par-batch: wall time of a whole round", "",
+             "together (per-call latency); par-batch: wall time of a whole round; cpu-*: user+sys CPU of the "
+             "executed plugin's process tree (for pynet-agent the agent's own work is not in it)", "",
              "| impl | mode/phase | n | median ms | p95 ms | median vs reference |",
              "| --- | --- | --- | --- | --- | --- |"]
     for impl, series in results.items():
@@ -149,20 +165,15 @@ def main() -> int:
     ap.add_argument("--count", type=int, default=30)
     ap.add_argument("--parallel", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--agent-cmd", help="command starting pynet's agent fast path inside the node netns")
-    ap.add_argument("--agent-env", action="append", default=[], metavar="KEY=VALUE",
-                    help="environment given to the plugin for the pynet-agent implementation")
+    ap.add_argument("--no-agent", action="store_true", help="do not measure the agent fast path")
     ap.add_argument("--json", help="also write raw samples here")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         print(json.dumps(worker(json.loads(Path(args.worker).read_text()))))
         return 0
-    impls = args.impl or ["ref", "pynet", "ref-ipam", "pynet-ipam"] + (["pynet-agent"] if args.agent_cmd else [])
-    if "pynet-agent" in impls and not args.agent_cmd:
-        ap.error("--impl pynet-agent needs --agent-cmd")
+    impls = args.impl or ["ref", "pynet", "ref-ipam", "pynet-ipam"] + ([] if args.no_agent else ["pynet-agent"])
     made: list[TestNetns] = []
-    agent: subprocess.Popen[bytes] | None = None
     try:
         node = TestNetns.create("bnode")
         made.append(node)
@@ -178,13 +189,12 @@ def main() -> int:
                     pods[impl].append(ns.name)
                 else:
                     pods[impl].append(node.name)  # IPAM alone never enters the netns
-        if args.agent_cmd:
-            agent = node.popen(shlex.split(args.agent_cmd))  # type: ignore[assignment]
-            time.sleep(1.0)  # N.B. the agent's own readiness is its business; give it a moment
-        with tempfile.TemporaryDirectory(prefix="pynet-bench-") as tmp:
+        socket_name = f"pynet-bench-{random_suffix()}"
+        with tempfile.TemporaryDirectory(prefix="pynet-bench-") as tmp, contextlib.ExitStack() as stack:
+            if "pynet-agent" in impls:
+                stack.enter_context(cni_server(node, socket_name))
             spec = {"impls": impls, "pods": pods, "data_dir": f"{tmp}/ipam", "count": args.count,
-                    "parallel": args.parallel, "rounds": args.rounds,
-                    "agent_env": dict(kv.split("=", 1) for kv in args.agent_env)}
+                    "parallel": args.parallel, "rounds": args.rounds, "agent_socket": socket_name}
             spec_file = Path(tmp) / "spec.json"
             spec_file.write_text(json.dumps(spec))
             proc = node.run(sys.executable, str(Path(__file__).resolve()), "--worker", str(spec_file), timeout=3600)
@@ -194,9 +204,6 @@ def main() -> int:
         print(report(results, args))
         return 0
     finally:
-        if agent is not None and agent.poll() is None:
-            os.kill(agent.pid, signal.SIGTERM)
-            agent.wait(timeout=10)
         for ns in reversed(made):
             ns.destroy()
 
