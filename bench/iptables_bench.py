@@ -66,22 +66,33 @@ def synthetic_endpoints(i: int) -> list[tuple[str, int]]:
 # ------------------------------------------------------------------------------------------ workers (inside the node netns)
 def worker_sync(n: int, variant: str, partial_runs: int, save_to: str) -> dict[str, Any]:
     """Backend full sync (after setup) and one-endpoint partial syncs; saves the rules and sets."""
+    import pynet.iptables.exec as exec_mod
     from pynet.iptables import Ipset, subprocess_exec
     from pynet.proxy.backends.iptables import IptablesBackend
 
+    exec_mod.DEFAULT_TIMEOUT = 3600.0  # iptables-nft 1.8.9 needs minutes at 10,000 services
     restores: list[str] = []
+    spent: dict[str, float] = {"restore": 0.0, "save": 0.0, "ipset": 0.0}
 
     def recording(argv: Sequence[str], input: str | None = None) -> Any:
         if argv[0].endswith("-restore") and input:
             restores.append(input)
-        return subprocess_exec(argv, input)
+        kind = "ipset" if argv[0] == "ipset" else "restore" if argv[0].endswith("-restore") else "save"
+        t0 = time.perf_counter()
+        try:
+            return subprocess_exec(argv, input)
+        finally:
+            spent[kind] += time.perf_counter() - t0
 
     state = make_state(n, [("10.244.1.10", 8080), ("10.244.2.10", 8080)])
     b = IptablesBackend(exec=recording, variant=variant)
     b.setup()
+    for k in spent:
+        spent[k] = 0.0
     t0 = time.perf_counter()
     b.sync(state, frozenset(), True)
     full = time.perf_counter() - t0
+    breakdown = dict(spent)
     rules_text = restores[-1]
     partial: list[float] = []
     changed = frozenset({NamespacedName("bench", "s00000")})
@@ -93,7 +104,7 @@ def worker_sync(n: int, variant: str, partial_runs: int, save_to: str) -> dict[s
     sets = Ipset(subprocess_exec)
     members = {name: sorted(sets.members(name)) for name in sets.list_names() if name.startswith("pynet-svc-")}
     Path(save_to).write_text(json.dumps({"rules": rules_text, "sets": members}))
-    return {"full": full, "partial": partial, "rules_lines": rules_text.count("\n"),
+    return {"full": full, "breakdown": breakdown, "partial": partial, "rules_lines": rules_text.count("\n"),
             "partial_bytes": len(restores[-1])}
 
 
@@ -197,50 +208,57 @@ def bench_sync(plan: list[tuple[str, int]], runs: int, partial_runs: int) -> dic
     return results
 
 
-def bench_latency(sizes: list[int], connects: int, variant: str) -> dict[str, Any]:
+def bench_latency(sizes: list[int], connects: int, variant: str, rounds: int) -> dict[str, Any]:
+    """Rotate the data planes ``rounds`` times per size (apply, measure, clean up), to spread noise."""
     from pynet.testing.services import POD_IPS, ServiceLab
 
     lab = ServiceLab.create()
     results: dict[str, Any] = {}
     pod = POD_IPS["pod-a"]
+    client = lab.pods["client"].name
     try:
         for n in sizes:
             target = str(ip_address(CLUSTER_BASE + n - 1))  # last service: the end of a linear chain
-            for mode in ("iptables", "iptables-linear", "nftables"):
-                applied = in_netns(lab.node.name, "worker-apply", mode, str(n), pod, variant)
-                try:
-                    in_netns(lab.pods["client"].name, "worker-connect", target, "80", "20")  # warm up ARP, caches
-                    svc = in_netns(lab.pods["client"].name, "worker-connect", target, "80", str(connects))
-                    direct = in_netns(lab.pods["client"].name, "worker-connect", pod, "8080", str(connects))
-                finally:
-                    in_netns(lab.node.name, "worker-cleanup", mode, variant)
-                results[f"{mode}/{n}"] = {"sync": applied["sync"], "service": svc, "direct": direct}
-                print(f"latency {mode:16} n={n:6}: ClusterIP median {us(statistics.median(svc['samples']))} us "
-                      f"(errors {svc['errors']}), pod IP median {us(statistics.median(direct['samples']))} us",
-                      file=sys.stderr)
+            for _ in range(rounds):
+                for mode in ("iptables", "iptables-linear", "nftables"):
+                    applied = in_netns(lab.node.name, "worker-apply", mode, str(n), pod, variant)
+                    try:
+                        in_netns(client, "worker-connect", target, "80", "20")  # warm up ARP, caches
+                        svc = in_netns(client, "worker-connect", target, "80", str(connects))
+                        direct = in_netns(client, "worker-connect", pod, "8080", str(connects))
+                    finally:
+                        in_netns(lab.node.name, "worker-cleanup", mode, variant)
+                    r = results.setdefault(f"{mode}/{n}", {"sync": [], "service": [], "direct": [], "errors": 0})
+                    r["sync"].append(applied["sync"])
+                    r["service"].extend(svc["samples"])
+                    r["direct"].extend(direct["samples"])
+                    r["errors"] += svc["errors"] + direct["errors"]
+                    print(f"latency {mode:16} n={n:6}: ClusterIP median {us(statistics.median(svc['samples']))} us, "
+                          f"pod IP median {us(statistics.median(direct['samples']))} us", file=sys.stderr)
     finally:
         lab.destroy()
     return results
 
 
 def report(sync: dict[str, Any], lat: dict[str, Any]) -> str:
-    out = ["| variant | services | full sync (ms) | iptables-restore floor (ms) | ratio | one-endpoint partial sync (ms) | restore lines (full) |",
-           "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    out = ["| variant | services | full sync (ms) | of which restore / ipset / save (ms) | floor: iptables-restore of the same file (ms) | full / floor | one-endpoint partial sync (ms) | restore lines |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for key, samples in sync.items():
         variant, n = key.split("/")
         full = statistics.median(s["full"] for s in samples)
         floor = statistics.median(s["floor"] for s in samples)
         part = statistics.median(p for s in samples for p in s["partial"])
-        out.append(f"| {variant} | {int(n):,} | {ms(full)} | {ms(floor)} | {full / floor:.2f} | {ms(part)} | "
-                   f"{samples[0]['rules_lines']:,} |")
-    out += ["", "| data plane | services | ClusterIP connect median (us) | p90 (us) | pod-IP connect median (us) | full sync (ms) |",
-            "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        bd = {k: statistics.median(s["breakdown"][k] for s in samples) for k in ("restore", "ipset", "save")}
+        out.append(f"| {variant} | {int(n):,} | {ms(full)} | {ms(bd['restore'])} / {ms(bd['ipset'])} / {ms(bd['save'])} | "
+                   f"{ms(floor)} | {full / floor:.2f} | {ms(part)} | {samples[0]['rules_lines']:,} |")
+    out += ["", "| data plane | services | ClusterIP connect median (us) | p90 (us) | pod-IP connect median (us) | samples | full sync median (ms) |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for key, r in lat.items():
         mode, n = key.split("/")
-        s = sorted(r["service"]["samples"])
+        s = sorted(r["service"])
         p90 = s[int(len(s) * 0.9)]
         out.append(f"| {mode} | {int(n):,} | {us(statistics.median(s))} | {us(p90)} | "
-                   f"{us(statistics.median(r['direct']['samples']))} | {ms(r['sync'])} |")
+                   f"{us(statistics.median(r['direct']))} | {len(s)} | {ms(statistics.median(r['sync']))} |")
     return "\n".join(out)
 
 
@@ -269,6 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--partial-runs", type=int, default=5)
     ap.add_argument("--connects", type=int, default=400)
+    ap.add_argument("--rounds", type=int, default=3, help="latency: rotations over the data planes")
     ap.add_argument("--json", default="")
     ap.add_argument("--skip-sync", action="store_true")
     ap.add_argument("--skip-latency", action="store_true")
@@ -276,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan = [(v, int(n)) for v, n in (item.split(":") for item in opts.sync_plan.split(","))]
     lat_sizes = [int(x) for x in opts.latency_sizes.split(",")]
     sync = {} if opts.skip_sync else bench_sync(plan, opts.runs, opts.partial_runs)
-    lat = {} if opts.skip_latency else bench_latency(lat_sizes, opts.connects, opts.latency_variant)
+    lat = {} if opts.skip_latency else bench_latency(lat_sizes, opts.connects, opts.latency_variant, opts.rounds)
     print(report(sync, lat))
     if opts.json:
         Path(opts.json).write_text(json.dumps({"sync": sync, "latency": lat}, indent=1))
