@@ -140,3 +140,14 @@ def test_concurrent_processes_never_share_an_address(tmp_path: Path) -> None:
     on_disk = {p.name: p.read_bytes().split(b"\r\n")[0].decode() for p in d.iterdir() if p.name[0] in "1f"}
     assert on_disk == {ip: cid for cid, ips in held.items() for ip in ips}
     assert sorted(os.listdir(d / "by-owner")) == sorted(f"{cid}:eth0" for cid in held)
+
+
+def test_gc_keeps_id_only_records_of_live_containers(tmp_path: Path) -> None:
+    d = net_dir(tmp_path)
+    d.mkdir(parents=True)
+    (d / "10.5.0.7").write_bytes(b"live-old")   # host-local's oldest format: no ifname
+    (d / "10.5.0.8").write_bytes(b"dead-old")
+    conf = make_conf(tmp_path, V4)
+    gc_conf = dict(conf, **{"cni.dev/valid-attachments": [{"containerID": "live-old", "ifname": "eth0"}]})
+    assert ipam_gc(gc_conf) == [ip_address("10.5.0.8")]
+    assert (d / "10.5.0.7").exists() and not (d / "10.5.0.8").exists()
