@@ -91,6 +91,8 @@ class ObjectCache:
             self._handler.on_invalid(value)
             value = None
         old = self._items.get(key)
+        if old is value and value is not None:
+            return  # the same (reused) conversion: nothing to do
         if value is None:
             if old is not None:
                 del self._items[key]

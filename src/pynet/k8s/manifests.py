@@ -64,14 +64,22 @@ def _flatten(doc: Any) -> Iterator[Any]:
         yield doc
 
 
-def parse_manifests(path: Path) -> FileObjects:
-    """Parse one manifest file into converted objects; raises ValueError/OSError when unreadable."""
+def parse_manifests(
+    path: Path, previous: FileObjects | None = None, digests: dict[FileKey, int] | None = None
+) -> FileObjects:
+    """Parse one manifest file into converted objects; raises ValueError/OSError when unreadable.
+
+    With ``previous`` and ``digests`` (from the last parse of the same file; ``digests`` is updated in
+    place), an object whose canonical JSON is unchanged reuses its previous conversion: an edit of one
+    object in a file of hundreds converts only that one.
+    """
     text = path.read_text()
     try:
         docs = list(_documents(text, path))
     except (yaml.YAMLError, json.JSONDecodeError) as err:
         raise ValueError(f"cannot parse {path.name}: {err}") from err
     out: FileObjects = {}
+    fresh: dict[FileKey, int] = {}
     for doc in docs:
         for obj in _flatten(doc):
             kind_name = obj.get("kind") if isinstance(obj, dict) else None
@@ -79,7 +87,21 @@ def parse_manifests(path: Path) -> FileObjects:
             if kind is None:
                 continue
             _, ns, name = object_key(kind.value, obj)
-            out.setdefault((kind, (ns, name)), convert(kind, obj))
+            fk = (kind, (ns, name))
+            if fk in out:
+                continue
+            if digests is None:
+                out[fk] = convert(kind, obj)
+                continue
+            digest = hash(json.dumps(obj, sort_keys=True, default=str))
+            if previous is not None and fk in previous and digests.get(fk) == digest:
+                out[fk] = previous[fk]
+            else:
+                out[fk] = convert(kind, obj)
+            fresh[fk] = digest
+    if digests is not None:
+        digests.clear()
+        digests.update(fresh)
     return out
 
 
@@ -95,6 +117,7 @@ class ManifestDirSource:
         self._caches = {kind: ObjectCache(kind, handler) for kind in Kind}
         self._stamps: dict[str, tuple[int, int, int]] = {}
         self._files: dict[str, FileObjects] = {}
+        self._digests: dict[str, dict[FileKey, int]] = {}
         self._owners: dict[FileKey, list[str]] = {}
         self._bad: dict[str, tuple[int, int, int]] = {}
 
@@ -133,7 +156,8 @@ class ManifestDirSource:
             if self._stamps.get(name) == stamps[name] or self._bad.get(name) == stamps[name]:
                 continue
             try:
-                objects = parse_manifests(self.directory / name)
+                digests = dict(self._digests.get(name, {}))
+                objects = parse_manifests(self.directory / name, self._files.get(name), digests)
             except (ValueError, OSError, UnicodeDecodeError) as err:
                 if self._bad.get(name) != stamps[name]:
                     log.warning(
@@ -146,6 +170,7 @@ class ManifestDirSource:
             changed = True
             touched |= self._drop_file(name)
             self._files[name] = objects
+            self._digests[name] = digests
             self._stamps[name] = stamps[name]
             for fk in objects:
                 owners = self._owners.setdefault(fk, [])
@@ -165,6 +190,7 @@ class ManifestDirSource:
     def _drop_file(self, name: str) -> set[FileKey]:
         self._stamps.pop(name, None)
         objects = self._files.pop(name, {})
+        self._digests.pop(name, None)
         for fk in objects:
             owners = self._owners.get(fk)
             if owners and name in owners:

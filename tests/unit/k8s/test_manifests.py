@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from pynet.k8s.events import Kind
@@ -144,3 +145,29 @@ def test_vanished_directory_keeps_objects(tmp_path: Path) -> None:
     d.rmdir()
     assert not src.scan()
     assert h.take() == []
+
+
+def test_edit_reconverts_only_changed_objects(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pynet.k8s.manifests as manifests
+
+    calls: list[str] = []
+    real = manifests.convert
+
+    def counting(kind: Kind, raw: Any) -> Any:
+        calls.append(raw["metadata"]["name"])
+        return real(kind, raw)
+
+    monkeypatch.setattr(manifests, "convert", counting)
+    h = RecordingHandler()
+    src = ManifestDirSource(tmp_path, h)
+    services = [make_service(f"s{i}", f"10.96.0.{i + 1}") for i in range(20)]
+    write(tmp_path / "a.yaml", *services)
+    src.scan()
+    assert len(calls) == 20
+    calls.clear()
+    h.take()
+    services[7]["spec"]["ports"][0]["port"] = 8080
+    write(tmp_path / "a.yaml", *services)
+    src.scan()
+    assert calls == ["s7"]
+    assert h.take() == [("svc", "default/s7", "default/s7")]
