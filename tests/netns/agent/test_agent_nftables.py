@@ -1,4 +1,4 @@
-"""The real `pynet agent` with the real nftables backend inside a throwaway node netns:
+"""The real `pynet agent` with the real nftables backend (and the hosted CNI server) inside a throwaway node netns:
 --source --once programs the good services and skips a malformed one; --kubeconfig --once against
 an in-netns API server; a running agent follows a manifest edit and a SIGTERM leaves the rules in
 place; --cleanup removes table `pynet`. Rules are read back with `nft` inside the namespace."""
@@ -171,3 +171,4 @@ def test_running_agent_follows_edit_and_keeps_rules_on_sigterm(
         _, err = proc.communicate(timeout=15)
     assert proc.returncode == 0, err
     assert "dnat to 10.244.1.5:8080" in ruleset(ns)  # rules stay after a clean stop, like kube-proxy
+    assert "CNI fast-path server started" in err  # hosted in the node namespace
