@@ -9,12 +9,17 @@
 - host-gw + iptables, 3 nodes x 1 pod: every check passes; routes via node IPs, no tunnel device;
   a removed node's route goes.
 - ``up`` twice in a row, and ``up`` after a "crash" (state file lost, processes and namespaces left
-  behind) both succeed and leave exactly one lab; ``down`` leaves nothing (namespaces, PIDs, dir).
+  behind) both succeed and leave exactly one lab; ``pynet lab status`` shows it; a dead pod server
+  makes ``pynet lab check`` print FAIL rows and exit 1; ``down`` leaves nothing (namespaces, PIDs, dir).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 
@@ -115,6 +120,17 @@ def test_up_twice_and_after_a_crash(make_lab: Callable[..., tuple[LabPlan, LabSt
     assert not any(pid_is_ours(pid, str(plan.root)) for pid in second.agents.values())
     results = run_checks(plan, third, bulk=False)
     assert all(r.ok for r in results), format_table(results)
+
+    cli = [sys.executable, "-m", "pynet", "lab"]
+    status = subprocess.run([*cli, "status", "--name", plan.name], capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0, status.stderr
+    for text in ("node2", "192.168.100.12/24", "10.244.2.0/24", third.pod_ips["pod-2-1"], "lab/echo", "10.96.0.10:80"):
+        assert text in status.stdout, status.stdout
+    os.kill(third.servers["pod-2-1"], signal.SIGKILL)  # pod-2-1 stops answering
+    check = subprocess.run([*cli, "check", "--name", plan.name, "--no-bulk"], capture_output=True, text=True, timeout=120)
+    assert check.returncode == 1, check.stdout
+    failed = [ln for ln in check.stdout.splitlines() if " FAIL " in ln]
+    assert failed and all("pod-2-1" in ln or "away-node1" in ln or "echo" in ln or "NodePort" in ln for ln in failed), check.stdout
 
     down(plan)
     assert not netns.list_with_prefix(plan.prefix) and not plan.root.exists()
