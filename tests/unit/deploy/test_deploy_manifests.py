@@ -321,18 +321,26 @@ def test_operator_guide_example_kustomization_renders(tmp_path: Path) -> None:
 
 def test_cluster_conflist_is_accepted_by_the_plugin_parsers(tmp_path: Path) -> None:
     """The conflist the DaemonSet installs parses with pynet's own config and IPAM loaders."""
+    from pynet import overlay
     from pynet.cni.config import parse_netconf
-    from pynet.cni.ipam.config import load_ipam_config, load_store_location
+    from pynet.cni.ipam.config import DEFAULT_POD_CIDR_FILE, load_ipam_config, load_store_location
 
     conflist = json.loads(one(render("."), "ConfigMap")["data"]["10-pynet.conflist"])
     assert conflist["cniVersion"] == "1.0.0"  # what containerd/CRI-O and the reference portmap accept
     assert [p["type"] for p in conflist["plugins"]] == ["pynet", "portmap"]
     plugin = {**conflist["plugins"][0], "name": conflist["name"], "cniVersion": conflist["cniVersion"]}
     conf = parse_netconf(plugin, conflist["cniVersion"])
-    assert (conf.mode, conf.bridge, conf.mtu, conf.is_default_gateway) == ("bridge", "pynet0", 1450, True)
+    assert (conf.mode, conf.bridge, conf.is_default_gateway) == ("bridge", "pynet0", True)
+    # the device the agent's VXLAN overlay programs (pynet.overlay defaults); the pod MTU derives from it
+    assert conf.vxlan is not None
+    assert (conf.vxlan.vni, conf.vxlan.port, conf.vxlan.device) == (
+        overlay.DEFAULT_VNI,
+        overlay.DEFAULT_PORT,
+        overlay.DEFAULT_DEVICE,
+    )
     # the pod CIDR file the agent writes (--pod-cidr-file in the DaemonSet) is the one IPAM reads
     agent = container(one(render("."), "DaemonSet"), "agent")
-    assert f"--pod-cidr-file={plugin['ipam']['podCidrFile']}" in agent["args"]
+    assert f"--pod-cidr-file={plugin['ipam'].get('podCidrFile', DEFAULT_POD_CIDR_FILE)}" in agent["args"]
     pod_cidr = tmp_path / "pod-cidr"
     pod_cidr.write_text("10.244.3.0/24\n")
     ipam = load_ipam_config({**plugin, "ipam": {**plugin["ipam"], "podCidrFile": str(pod_cidr)}})
@@ -341,3 +349,10 @@ def test_cluster_conflist_is_accepted_by_the_plugin_parsers(tmp_path: Path) -> N
     assert load_store_location(plugin) == ("pynet", "/var/lib/cni/networks")
     # the IPAM store lives under a directory the agent container mounts (CNI fast path, GC)
     assert "/var/lib/cni" in {m["mountPath"] for m in agent["volumeMounts"]}
+
+
+def test_cluster_conflist_is_the_shipped_one() -> None:
+    """deploy/base/cni/10-pynet.conflist is a copy of conf/10-pynet.conflist (kustomize cannot read
+    files outside its directory): one network definition, the same in the image and the ConfigMap."""
+    shipped = DEPLOY.parent / "conf" / "10-pynet.conflist"
+    assert (DEPLOY / "base" / "cni" / "10-pynet.conflist").read_bytes() == shipped.read_bytes()
