@@ -20,6 +20,9 @@ from typing import Any
 
 __all__ = ["main", "probe"]
 
+#: pause between attempts: a refused connection returns at once, rules may still be landing
+RETRY_PAUSE = 0.3
+
 
 def _tcp(host: str, port: int, timeout: float) -> dict[str, Any]:
     with socket.create_connection((host, port), timeout=timeout) as s:
@@ -51,7 +54,9 @@ def _bulk(host: str, port: int, want: int, timeout: float) -> dict[str, Any]:
 def probe(target: str, timeout: float = 3.0, attempts: int = 3) -> dict[str, Any]:
     kind, _, rest = target.partition(":")
     result: dict[str, Any] = {"target": target, "ok": False}
-    for _ in range(attempts):
+    for attempt in range(attempts):
+        if attempt:
+            time.sleep(RETRY_PAUSE)
         try:
             if kind == "tcp":
                 host, port = rest.rsplit(":", 1)
