@@ -65,6 +65,7 @@ class Commands:
         conf = _conf(args)
         _require_netns(args)
         driver = get_driver(conf.mode)
+        self._refuse_taken_ifname(args)
         with ExitStack() as undo:
             ipam = delegate.delegate("ADD", conf.ipam_type, args)
             assert ipam is not None
@@ -83,6 +84,22 @@ class Commands:
         log.info("ADD container=%s ifname=%s ips=%s", args.container_id, args.ifname,
                  ",".join(str(ip.address) for ip in ips))
         return Result(args.cni_version, tuple(interfaces), ips, routes, _merge_dns(args.conf.get("dns"), ipam.dns))
+
+    def _refuse_taken_ifname(self, args: CmdArgs) -> None:
+        """Fail before IPAM when the pod already has ``CNI_IFNAME``: otherwise the rollback's IPAM DEL
+        would release the address of the attachment that owns that interface (a repeated ADD)."""
+        from pynet.netlink.errors import NetnsNotFound
+        from pynet.netlink.handle import iproute
+        from pynet.netlink.links import link_exists
+
+        try:
+            with iproute(args.netns, nsexec=self.nsexec) as pod:
+                taken = link_exists(pod, args.ifname)
+        except NetnsNotFound as err:
+            raise CniError(ErrCode.UNKNOWN_CONTAINER, f"network namespace {args.netns} does not exist") from err
+        if taken:
+            raise CniError(ErrCode.INTERNAL, f"interface {args.ifname} already exists in {args.netns}",
+                           f"container {args.container_id}: DEL the existing attachment first")
 
     def delete(self, args: CmdArgs) -> None:
         conf = _conf(args)

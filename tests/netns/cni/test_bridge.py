@@ -215,3 +215,15 @@ def test_dual_stack(make_netns: Callable[..., TestNetns], tmp_path: Path) -> Non
     assert run_plugin(node, "CHECK", with_prev(conf, add.out), "ctr-ds", pod.path).ok
     assert run_plugin(node, "DEL", with_prev(conf, add.out), "ctr-ds", pod.path).ok
     assert masq_rules(node) == [] and allocations(tmp_path, "dual") == []
+
+
+def test_repeated_add_fails_without_hurting_the_live_attachment(make_netns: Callable[..., TestNetns],
+                                                                 tmp_path: Path) -> None:
+    node, pod = make_netns("cnode"), make_netns("cpod")
+    conf = bridge_conf("again", "10.77.9.0/24", tmp_path, ipMasq=True)
+    first = run_plugin(node, "ADD", conf, "ctr-1", pod.path)
+    assert first.ok, first
+    second = run_plugin(node, "ADD", conf, "ctr-1", pod.path)
+    assert second.code == 1 and "already exists" in second.out["msg"], second
+    assert allocations(tmp_path, "again") == ["10.77.9.2"] and len(masq_rules(node)) == 1
+    assert ping(pod, "10.77.9.1")
