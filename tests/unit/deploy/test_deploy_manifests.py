@@ -156,6 +156,7 @@ def test_daemonset_pod_posture() -> None:
     ds = one(render("."), "DaemonSet")
     pod = ds["spec"]["template"]["spec"]
     assert pod["hostNetwork"] is True
+    assert pod["dnsPolicy"] == "Default"  # not cluster DNS, which needs the network pynet provides
     assert not pod.get("hostPID") and not pod.get("hostIPC")
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert {"operator": "Exists"} in pod["tolerations"]  # every taint, every effect: all nodes
