@@ -13,7 +13,7 @@ import pytest
 from ipam_helpers import Args, make_conf
 
 from pynet.cni.errors import CniError, ErrCode
-from pynet.cni.ipam import FileStore, Owner, ipam_add, ipam_del, ipam_gc
+from pynet.cni.ipam import FileStore, Owner, ipam_add, ipam_check, ipam_del, ipam_gc
 
 V4 = [{"subnet": "10.5.0.0/24"}]
 V6 = [{"subnet": "fd00:5::/120"}]
@@ -151,3 +151,12 @@ def test_gc_keeps_id_only_records_of_live_containers(tmp_path: Path) -> None:
     gc_conf = dict(conf, **{"cni.dev/valid-attachments": [{"containerID": "live-old", "ifname": "eth0"}]})
     assert ipam_gc(gc_conf) == [ip_address("10.5.0.8")]
     assert (d / "10.5.0.7").exists() and not (d / "10.5.0.8").exists()
+
+
+def test_release_check_and_gc_never_create_the_data_dir(tmp_path: Path) -> None:
+    conf = make_conf(tmp_path / "absent", V4)
+    assert ipam_del(conf, Args("x")) == []
+    assert ipam_gc(dict(conf, **{"cni.dev/valid-attachments": []})) == []
+    with pytest.raises(CniError, match="no IP address is allocated"):
+        ipam_check(conf, Args("x"))
+    assert not (tmp_path / "absent").exists()

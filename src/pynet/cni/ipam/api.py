@@ -71,11 +71,14 @@ def _io_errors(what: str) -> Iterator[None]:
         raise CniError(ErrCode.IO_FAILURE, f"IPAM store: cannot {what}", str(err)) from err
 
 
-def _open(conf: Mapping[str, Any], store: Store | None, factory: StoreFactory | None) -> Store:
+def _open(conf: Mapping[str, Any], store: Store | None, factory: StoreFactory | None, *,
+          create: bool = True) -> Store:
     if store is not None:
         return store
     network, data_dir = load_store_location(conf)
-    return (factory or FileStore)(data_dir, network)
+    if factory is not None:
+        return factory(data_dir, network)
+    return FileStore(data_dir, network, create=create)
 
 
 def ipam_add(conf: Mapping[str, Any], args: IpamArgs, *, store: Store | None = None,
@@ -115,7 +118,7 @@ def ipam_add(conf: Mapping[str, Any], args: IpamArgs, *, store: Store | None = N
 def ipam_del(conf: Mapping[str, Any], args: IpamArgs, *, store: Store | None = None,
              store_factory: StoreFactory | None = None) -> list[IPAddress]:
     """Free every address of ``(container_id, ifname)`` in this network; nothing held is fine."""
-    st = _open(conf, store, store_factory)
+    st = _open(conf, store, store_factory, create=False)
     with _io_errors("release"), st:
         return st.release(Owner(args.container_id, args.ifname))
 
@@ -124,7 +127,7 @@ def ipam_check(conf: Mapping[str, Any], args: IpamArgs, *, store: Store | None =
                store_factory: StoreFactory | None = None) -> None:
     """The owner still holds its addresses (and, given a prevResult, exactly those it reports)."""
     owner = Owner(args.container_id, args.ifname)
-    st = _open(conf, store, store_factory)
+    st = _open(conf, store, store_factory, create=False)
     with _io_errors("read allocations"), st:
         held = st.owned_by(owner)
     network = conf.get("name")
@@ -158,7 +161,7 @@ def ipam_gc(conf: Mapping[str, Any], *, store: Store | None = None,
             raise CniError(ErrCode.INVALID_NETWORK_CONFIG, f"bad {VALID_ATTACHMENTS} entry {entry!r}")
         valid.add(Owner(entry["containerID"], str(entry.get("ifname", ""))))
     valid_ids = {o.container_id for o in valid}
-    st = _open(conf, store, store_factory)
+    st = _open(conf, store, store_factory, create=False)
     freed: list[IPAddress] = []
     with _io_errors("garbage-collect"), st:
         for ip, owner in sorted(st.allocations().items(), key=lambda kv: (kv[0].version, kv[0])):

@@ -59,14 +59,22 @@ def _parse_ip_name(name: str) -> IPAddress | None:
 class FileStore:
     """The on-disk store of one network. Use as ``with FileStore(data_dir, name) as store: ...``."""
 
-    def __init__(self, data_dir: str | os.PathLike[str], network: str) -> None:
+    def __init__(self, data_dir: str | os.PathLike[str], network: str, *, create: bool = True) -> None:
+        """``create=False`` (DEL, CHECK, GC): a network directory that does not exist is treated as
+        empty and is NOT created, so releasing never leaves directories behind."""
         # plain strings and os.path: pathlib would add its import cost to every plugin start
         self.dir = os.path.join(os.fspath(data_dir), network)
         self._index_dir = os.path.join(self.dir, INDEX_DIR)
         self._lock_fd: int | None = None
+        self._create = create
+        self._absent = False
 
     # -- locking -------------------------------------------------------------------------------
     def __enter__(self) -> Self:
+        if not self._create and not os.path.isdir(self.dir):
+            self._absent = True  # nothing was ever allocated here: nothing to lock or read
+            return self
+        self._absent = False
         os.makedirs(self._index_dir, mode=0o755, exist_ok=True)
         fd = os.open(os.path.join(self.dir, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
@@ -82,9 +90,13 @@ class FileStore:
         if fd is not None:
             os.close(fd)  # closing the only descriptor drops the flock
 
-    def _locked(self) -> None:
+    def _locked(self) -> bool:
+        """True when there is a directory to work on; raises when used without the lock."""
+        if self._absent:
+            return False
         if self._lock_fd is None:
             raise RuntimeError("FileStore used outside `with store:`")
+        return True
 
     # -- small-file helpers --------------------------------------------------------------------
     def _path(self, name: str | IPAddress) -> str:
@@ -168,7 +180,8 @@ class FileStore:
 
     # -- Store protocol ------------------------------------------------------------------------
     def reserve(self, owner: Owner, ip: IPAddress, range_id: str) -> bool:
-        self._locked()
+        if not self._locked():
+            raise RuntimeError("FileStore opened with create=False cannot reserve")
         path = self._path(ip)
         if os.path.lexists(path):  # cheap pre-check; link() below is the real arbiter
             return False
@@ -194,11 +207,13 @@ class FileStore:
             return None  # a garbled position only costs round-robin fairness
 
     def owned_by(self, owner: Owner) -> list[IPAddress]:
-        self._locked()
+        if not self._locked():
+            return []
         return [ip for ip in self._index_read(owner) or [] if self._matches(self._record_owner(ip), owner)]
 
     def release(self, owner: Owner) -> list[IPAddress]:
-        self._locked()
+        if not self._locked():
+            return []
         candidates = self._index_read(owner)
         if candidates is None:  # no index: a record host-local wrote, or nothing at all
             candidates = [ip for ip, o in self.allocations().items() if self._matches(o, owner)]
@@ -212,7 +227,8 @@ class FileStore:
         return freed
 
     def release_ip(self, ip: IPAddress) -> None:
-        self._locked()
+        if not self._locked():
+            return
         owner = self._record_owner(ip)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._path(ip))
@@ -222,7 +238,8 @@ class FileStore:
                 self._index_write(owner, rest)
 
     def allocations(self) -> dict[IPAddress, Owner]:
-        self._locked()
+        if not self._locked():
+            return {}
         out: dict[IPAddress, Owner] = {}
         for name in os.listdir(self.dir):
             ip = _parse_ip_name(name)
@@ -238,7 +255,8 @@ class FileStore:
 
         Safe only with the lock held (every temporary file is made under it).
         """
-        self._locked()
+        if not self._locked():
+            return
         for name in os.listdir(self.dir):
             if name.startswith(_TMP_PREFIX):
                 with contextlib.suppress(FileNotFoundError):
