@@ -172,3 +172,43 @@ def test_running_agent_follows_edit_and_keeps_rules_on_sigterm(
     assert proc.returncode == 0, err
     assert "dnat to 10.244.1.5:8080" in ruleset(ns)  # rules stay after a clean stop, like kube-proxy
     assert "CNI fast-path server started" in err  # hosted in the node namespace
+
+
+def test_node_ips_fall_back_to_namespace_addresses(
+    make_netns: Callable[..., TestNetns], tmp_path: Path
+) -> None:
+    """Without a Node object for --node-name, NodePorts use the namespace's own global addresses."""
+    ns = make_netns("agnode")
+    ns.sh(
+        "ip link add veth-a type veth peer name veth-b && ip addr add 192.168.77.1/24 dev veth-a && ip link set veth-a up && ip link set veth-b up"
+    )
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "svc.yaml").write_text(
+        yaml.safe_dump(make_service("np", "10.96.0.80", [port(80, node_port=30080)], type="NodePort"))
+    )
+    record = tmp_path / "record.json"
+    res = ns.run(
+        "env",
+        f"PYNET_RECORD_FILE={record}",
+        PY,
+        "-m",
+        "pynet",
+        "agent",
+        "--source",
+        str(src),
+        "--node-name",
+        "absent",
+        "--backend",
+        "pynet.testing.recording:RecordingBackend",
+        "--once",
+        "--metrics-address",
+        "0",
+        "--healthz-address",
+        "0",
+        "--pod-cidr-file",
+        "",
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    assert json.loads(record.read_text())["state"]["node_ips"] == ["192.168.77.1"]
