@@ -5,7 +5,7 @@ kubelet would, run for real inside a node namespace (only ``--source`` added, si
 server here, and the pod CIDR file moved to a temp dir): the liveness (``/healthz``) and readiness
 (``/readyz``) probes the DaemonSet declares answer 200 at the host/port/path it declares; metrics
 answer on the ConfigMap's metrics address; the pod CIDR file is written for pynet-ipam; the
-default backend (nftables) and overlay (vxlan) are programmed; SIGTERM stops it cleanly; then the
+nftables and iptables variants program their backend, and the VXLAN overlay its route; SIGTERM stops it cleanly; then the
 clean-up DaemonSet's command (``deploy/uninstall``) removes the rules and the VXLAN device.
 """
 
@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from pynet.overlay import ANNOTATION_VTEP_MAC, vtep_mac_for
@@ -66,8 +67,19 @@ def _get(ns: TestNetns, url: str) -> str:
     return ns.run(sys.executable, "-c", PROBE, url, check=False).stdout.strip()
 
 
-def test_agent_with_daemonset_arguments(make_netns: Callable[..., TestNetns], tmp_path: Path) -> None:
-    objs = _render(REPO / "deploy")
+#: variant -> (command that lists the backend's rules in the node, what must appear there)
+VARIANTS = {
+    "overlays/nftables": (("nft", "list", "table", "ip", "pynet"), "10.96.0.80"),
+    "overlays/iptables": (("iptables-save", "-t", "nat"), "10.96.0.80/32"),
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_agent_with_daemonset_arguments(
+    make_netns: Callable[..., TestNetns], tmp_path: Path, variant: str
+) -> None:
+    list_rules, vip = VARIANTS[variant]
+    objs = _render(REPO / "deploy" / variant)
     data = _kind(objs, "ConfigMap")["data"]
     ds = _kind(objs, "DaemonSet")
     [agent] = ds["spec"]["template"]["spec"]["containers"]
@@ -131,7 +143,7 @@ def test_agent_with_daemonset_arguments(make_netns: Callable[..., TestNetns], tm
         ).stdout
         assert "pynet_sync_proxy_rules_last_timestamp_seconds" in out
         assert pod_cidr_file.read_text().split() == ["10.244.9.0/24"]
-        assert "10.96.0.80" in node.run("nft", "list", "table", "ip", "pynet").stdout
+        assert vip in node.run(*list_rules).stdout
         assert _poll(lambda: "pynet-vxlan" in node.run("ip", "route", "show", "10.244.10.0/24").stdout, 10)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -148,4 +160,5 @@ def test_agent_with_daemonset_arguments(make_netns: Callable[..., TestNetns], tm
     done = node.run(sys.executable, "-m", "pynet", "agent", *command[2:], check=False)
     assert done.returncode == 0, done.stderr
     assert node.run("nft", "list", "table", "ip", "pynet", check=False).returncode != 0
+    assert "PYNET" not in node.run("iptables-save").stdout
     assert node.run("ip", "link", "show", "pynet-vxlan", check=False).returncode != 0
