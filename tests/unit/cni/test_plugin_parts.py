@@ -177,3 +177,39 @@ def test_wire_env_doctest_and_client_imports_stay_light() -> None:
     proc = subprocess.run([sys.executable, "-I", "-S", "-c", f"import sys; sys.path.insert(0, {str(Path(client.__file__).parents[2])!r}); {code}"],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def _cmd_args(tmp_path: Path, command: str, conf: dict[str, Any]) -> CmdArgs:
+    return CmdArgs(command, "ctr", "", "eth0", "", (str(tmp_path),), json.dumps(conf).encode(), conf, conf["cniVersion"],
+                   {"PATH": "/usr/bin:/bin"})
+
+
+@pytest.mark.parametrize(("ipam_code", "expect"), [(1, None), (50, 50), (None, None)],
+                         ids=["pre-1.1-ipam-has-no-status", "ipam-full", "ipam-ok"])
+def test_status_follows_ipam(tmp_path: Path, ipam_code: int | None, expect: int | None) -> None:
+    from pynet.cni.commands import Commands
+
+    body = "sys.exit(0)" if ipam_code is None else f"print(json.dumps({{'code': {ipam_code}, 'msg': 'x'}})); sys.exit(1)"
+    _fake_plugin(tmp_path, body)
+    conf = {"cniVersion": "1.1.0", "name": "n", "type": "pynet", "ipam": {"type": "fake-ipam"}}
+    if expect is None:
+        Commands().status(_cmd_args(tmp_path, "STATUS", conf))
+    else:
+        with pytest.raises(CniError) as exc:
+            Commands().status(_cmd_args(tmp_path, "STATUS", conf))
+        assert exc.value.code == expect
+
+
+def test_check_needs_prev_result_and_gc_needs_a_list(tmp_path: Path) -> None:
+    from pynet.cni.commands import Commands
+
+    conf = {"cniVersion": "1.1.0", "name": "n", "type": "pynet", "ipam": {"type": "fake-ipam"}}
+    with pytest.raises(CniError) as exc:
+        Commands().check(_cmd_args(tmp_path, "CHECK", conf))
+    assert exc.value.code == ErrCode.INVALID_NETWORK_CONFIG and "prevResult" in exc.value.msg
+    with pytest.raises(CniError) as exc:
+        Commands().gc(_cmd_args(tmp_path, "GC", {**conf, "cni.dev/valid-attachments": "all"}))
+    assert exc.value.code == ErrCode.INVALID_NETWORK_CONFIG
+    with pytest.raises(CniError) as exc:
+        Commands().add(_cmd_args(tmp_path, "ADD", {**conf, "ipam": {}}))
+    assert exc.value.code == ErrCode.INVALID_NETWORK_CONFIG and "ipam.type" in exc.value.msg
