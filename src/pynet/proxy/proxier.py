@@ -218,14 +218,18 @@ class Proxier:
         if not self.all_synced.is_set():
             log.debug("sources not synced yet; not syncing")
             return
-        self._sync_nodes()
         start = self._clock.monotonic()
         t0 = time.perf_counter()
         with self._lock:
             full = force_full or self._needs_full
             self._needs_full = False
-        if self._last_full is None or start - self._last_full >= self.sync_period:
-            full = True
+            if self._last_full is None or start - self._last_full >= self.sync_period:
+                full = True
+            if full:
+                # node observers (overlay) reconcile against the kernel: a full sync repairs
+                # hand-deleted FDB entries and routes too, not only service rules
+                self._nodes_dirty = True
+        self._sync_nodes()
         svc_result = self.svc_map.apply(self.svc_tracker)
         ep_result = self.ep_map.apply(self.ep_tracker)
         changed = svc_result.updated | ep_result.updated

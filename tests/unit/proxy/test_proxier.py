@@ -123,6 +123,20 @@ def test_local_node_change_forces_full_and_other_nodes_do_not(fake_clock: FakeCl
     assert len(seen) == count and not be.last.full
 
 
+def test_periodic_full_sync_reruns_node_observers(fake_clock: FakeClock) -> None:
+    """The overlay reconciles against the kernel on every full sync, so hand-deleted routes come back."""
+    calls: list[int] = []
+    p, be = make(fake_clock, node_observers=[lambda local, nodes: calls.append(1)])
+    synced(p)
+    p.on_node_update(None, to_node(make_node("n1", ["192.168.50.1"])))
+    p.sync_rules()
+    p.sync_rules()  # partial, nodes unchanged: observers not called again
+    assert len(calls) == 1 and not be.last.full
+    fake_clock.advance(31.0)
+    p.sync_rules()  # periodic full sync
+    assert be.last.full and len(calls) == 2
+
+
 def test_failing_node_observer_is_retried(fake_clock: FakeClock) -> None:
     calls: list[int] = []
 
