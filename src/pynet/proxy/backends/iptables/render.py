@@ -27,7 +27,7 @@ from types import MappingProxyType
 
 from pynet.iptables import quote
 from pynet.proxy.backends.iptables import naming as n
-from pynet.proxy.model import Endpoint, IPAddress, IPFamily, IPNetwork, ServicePort
+from pynet.proxy.model import Endpoint, IPAddress, IPFamily, IPNetwork, Protocol, ServicePort
 from pynet.proxy.topology import categorize_endpoints
 
 __all__ = ["DispatchEntry", "PortFragment", "RenderContext", "host", "proto_match", "render_port", "static_chains"]
@@ -94,8 +94,7 @@ def proto_match(protocol: str, port: int) -> str:
     return f"-p {protocol} -m {protocol} --dport {port}"
 
 
-def _dnat_to(ep: Endpoint) -> str:
-    return f"[{ep.ip}]:{ep.port}" if ep.ip.version == 6 else f"{ep.ip}:{ep.port}"
+_PROTO = {p: p.value.lower() for p in Protocol}
 
 
 def _balance(chains: Sequence[str], affinity: int | None) -> list[str]:
@@ -114,9 +113,14 @@ def _balance(chains: Sequence[str], affinity: int | None) -> list[str]:
 
 def _sep_rules(ep: Endpoint, chain: str, protocol: str, affinity: int | None) -> tuple[str, ...]:
     recent = f"-m recent --name {chain} --set " if affinity is not None else ""
+    ip = str(ep.ip)
+    if ep.ip.version == 6:
+        src, to = f"{ip}/128", f"[{ip}]:{ep.port}"
+    else:
+        src, to = f"{ip}/32", f"{ip}:{ep.port}"
     return (
-        f"-s {host(ep.ip)} -j {n.MARK_MASQ}",  # hairpin: the endpoint reaching itself
-        f"-p {protocol} {recent}-m {protocol} -j DNAT --to-destination {_dnat_to(ep)}",
+        f"-s {src} -j {n.MARK_MASQ}",  # hairpin: the endpoint reaching itself
+        f"-p {protocol} {recent}-m {protocol} -j DNAT --to-destination {to}",
     )
 
 
@@ -125,10 +129,11 @@ def render_port(sp: ServicePort, endpoints: Iterable[Endpoint], ctx: RenderConte
     if sp.cluster_ip is None:
         return PortFragment()
     cat = categorize_endpoints(sp, tuple(endpoints))
-    proto = sp.protocol.value.lower()
+    proto = _PROTO[sp.protocol]
     name = sp.name
-    label = str(name)
+    label = n.port_key(name)
     svc, svl, ext, fw = (n.chain_for(k, name) for k in ("SVC", "SVL", "EXT", "FW"))
+    cip = host(sp.cluster_ip)
     match = proto_match(proto, sp.port)
     has_endpoints = bool(cat.cluster)
     externals: list[IPAddress] = [*sp.external_ips, *sp.load_balancer_ips]
@@ -152,7 +157,7 @@ def render_port(sp: ServicePort, endpoints: Iterable[Endpoint], ctx: RenderConte
 
     uses_svc = has_endpoints and (not sp.internal_policy_local or sp.has_external)
     uses_svl = bool(cat.local) and (sp.internal_policy_local or (sp.has_external and sp.external_policy_local))
-    masq_cluster = (f"-d {host(sp.cluster_ip)} {match} -j {n.MARK_NONCLUSTER}",) if ctx.cluster_cidrs else ()
+    masq_cluster = (f"-d {cip} {match} -j {n.MARK_NONCLUSTER}",) if ctx.cluster_cidrs else ()
     if uses_svc:
         lead = masq_cluster if not sp.internal_policy_local else ()
         chains[svc] = (*lead, *_balance(endpoint_chains(cat.cluster), affinity))
@@ -165,9 +170,9 @@ def render_port(sp: ServicePort, endpoints: Iterable[Endpoint], ctx: RenderConte
         target = svl if sp.internal_policy_local else svc
         dispatch.append(DispatchEntry.make(sp.cluster_ip, proto, sp.port, target, f"{label} cluster IP"))
     elif not has_endpoints:
-        f_services.append(f"-m comment --comment {quote(label + ' has no endpoints')} -d {host(sp.cluster_ip)} {match} -j REJECT")
+        f_services.append(f"-m comment --comment {quote(label + ' has no endpoints')} -d {cip} {match} -j REJECT")
     else:
-        f_services.append(f"-m comment --comment {quote(label + ' has no local endpoints')} -d {host(sp.cluster_ip)} {match} -j DROP")
+        f_services.append(f"-m comment --comment {quote(label + ' has no local endpoints')} -d {cip} {match} -j DROP")
 
     # external destinations: ExternalIPs, LoadBalancer IPs, NodePorts
     if sp.has_external:
@@ -212,7 +217,7 @@ def render_port(sp: ServicePort, endpoints: Iterable[Endpoint], ctx: RenderConte
     return PortFragment(
         nat_chains=MappingProxyType(chains), dispatch=tuple(dispatch), nodeports=tuple(nodeports),
         filter_services=tuple(f_services), filter_external=tuple(f_external), filter_nodeports=tuple(f_nodeports),
-        cluster_ip=str(sp.cluster_ip),
+        cluster_ip=cip.partition("/")[0],
     )
 
 
