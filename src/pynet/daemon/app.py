@@ -74,10 +74,13 @@ def _instances_for_cleanup(cls: type[Backend]) -> list[Backend]:
         return []
 
 
-def run_cleanup(config: AgentConfig) -> int:
-    """``--cleanup``: every loadable backend's cleanup(), then the overlay's. Exit code 0 unless one failed."""
+def cleanup_backends(names: Sequence[str]) -> int:
+    """Call ``cleanup()`` of each named backend that can load here; return how many failed.
+
+    N.B. best effort: a backend that cannot load (no IPVS, no bcc) has nothing of ours to remove.
+    """
     failed = 0
-    for name in BACKENDS:
+    for name in names:
         try:
             cls = load_backend(name)
             cls.probe()
@@ -96,6 +99,12 @@ def run_cleanup(config: AgentConfig) -> int:
             except Exception as err:
                 failed += 1
                 log.error("cleanup: backend failed", extra={"kv": {"backend": name, "error": repr(err)}})
+    return failed
+
+
+def run_cleanup(config: AgentConfig) -> int:
+    """``--cleanup``: every loadable backend's cleanup(), then the overlay's. Exit code 0 unless one failed."""
+    failed = cleanup_backends(list(BACKENDS))
     modes = [config.overlay] if config.overlay != "none" else ["vxlan", "host-gw"]
     if importlib.util.find_spec("pynet.overlay") is not None and hasattr(
         importlib.import_module("pynet.overlay"), "make_overlay"
@@ -325,6 +334,15 @@ class Agent:
             raise AgentError(f"backend {cfg.backend!r} unavailable: {err}") from err
         if not backends:
             raise AgentError(f"backend {cfg.backend!r} supports none of the cluster's IP families")
+        if self._backend is None and cfg.backend in BACKENDS:
+            # like kube-proxy's CleanupLeftovers: switching --backend must not leave the previous
+            # data plane's rules behind, still answering for services that have moved on
+            others = [name for name in BACKENDS if name != cfg.backend]
+            if cleanup_backends(others):
+                log.warning(
+                    "leftovers of other backends could not all be removed",
+                    extra={"kv": {"backends": ",".join(others)}},
+                )
         if cfg.overlay != "none":
             self._overlay = _make_overlay(cfg.overlay, cfg.node_name)
         conntrack = self._conntrack if self._conntrack is not None else ConntrackTool()

@@ -212,3 +212,42 @@ def test_node_ips_fall_back_to_namespace_addresses(
     )
     assert res.returncode == 0, res.stderr
     assert json.loads(record.read_text())["state"]["node_ips"] == ["192.168.77.1"]
+
+
+def test_switching_backend_removes_the_previous_backends_rules(
+    make_netns: Callable[..., TestNetns], tmp_path: Path
+) -> None:
+    """Like kube-proxy's CleanupLeftovers: an agent started with nftables removes the PYNET- chains an
+    earlier iptables agent left in this namespace (and the reverse), and nothing foreign."""
+    ns = make_netns("agswitch")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "all.yaml").write_text(yaml.safe_dump_all(manifests()))
+    ns.run("iptables", "-t", "nat", "-N", "FOREIGN-CHAIN")
+    common = [
+        "--source",
+        str(src),
+        "--once",
+        "--metrics-address",
+        "0",
+        "--healthz-address",
+        "0",
+        "--pod-cidr-file",
+        str(tmp_path / "cidr"),
+    ]
+
+    def run_with(backend: str) -> None:
+        argv = agent(*common)
+        argv[argv.index("--backend") + 1] = backend
+        res = ns.run(*argv, check=False)
+        assert res.returncode == 0, res.stderr
+
+    run_with("iptables")
+    assert "PYNET-SERVICES" in ns.run("iptables-save", "-t", "nat").stdout
+    run_with("nftables")
+    assert "10.96.0.10 . tcp . 80" in ruleset(ns)
+    nat = ns.run("iptables-save", "-t", "nat").stdout
+    assert "PYNET-" not in nat and ":FOREIGN-CHAIN" in nat
+    run_with("iptables")
+    assert "PYNET-SERVICES" in ns.run("iptables-save", "-t", "nat").stdout
+    assert "pynet" not in ns.run("nft", "list", "tables").stdout.split()
