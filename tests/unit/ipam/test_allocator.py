@@ -184,3 +184,13 @@ def test_status_without_pod_cidr_is_not_available(data_dir: Path) -> None:
     (data_dir / "pod-cidr").write_text("10.244.0.0/24\n")
     ipam_status(conf, store=MemStore())
     assert [str(i.address) for i in ipam_add(conf, Args("x"), store=MemStore()).ips] == ["10.244.0.2/24"]
+
+
+@pytest.mark.parametrize(("cid", "ifname"), [("../escape", "eth0"), ("ok", "a/b"), ("ok", "x" * 16), ("", "eth0")])
+def test_in_process_api_validates_the_attachment(data_dir: Path, cid: str, ifname: str) -> None:
+    conf = make_conf(data_dir, V4_24)
+    for call in (ipam_add, ipam_del, ipam_check):
+        with pytest.raises(CniError) as exc:
+            call(conf, Args(cid, ifname))
+        assert exc.value.code == ErrCode.INVALID_ENV
+    assert not data_dir.exists()

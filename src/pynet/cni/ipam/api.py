@@ -37,6 +37,7 @@ from pynet.cni.ipam.config import load_ipam_config, load_store_location
 from pynet.cni.ipam.filestore import FileStore
 from pynet.cni.ipam.ranges import IPAddress
 from pynet.cni.ipam.store import Owner, Store
+from pynet.cni.skel import validate_container_id, validate_ifname
 from pynet.cni.types import IPConfig, Result
 from pynet.cni.version import CURRENT
 
@@ -71,6 +72,13 @@ def _io_errors(what: str) -> Iterator[None]:
         raise CniError(ErrCode.IO_FAILURE, f"IPAM store: cannot {what}", str(err)) from err
 
 
+def _owner(args: IpamArgs) -> Owner:
+    """The attachment, validated here too: its id and ifname become file names in the store."""
+    validate_container_id(args.container_id)
+    validate_ifname(args.ifname)
+    return Owner(args.container_id, args.ifname)
+
+
 def _open(conf: Mapping[str, Any], store: Store | None, factory: StoreFactory | None, *,
           create: bool = True) -> Store:
     if store is not None:
@@ -85,7 +93,7 @@ def ipam_add(conf: Mapping[str, Any], args: IpamArgs, *, store: Store | None = N
              store_factory: StoreFactory | None = None) -> Result:
     """Allocate one address per range set for ``(container_id, ifname)``."""
     cfg = load_ipam_config(conf, args.args)
-    owner = Owner(args.container_id, args.ifname)
+    owner = _owner(args)
     requested = list(cfg.requested)
     picks: list[IPAddress | None] = []
     for rs in cfg.range_sets:
@@ -120,13 +128,13 @@ def ipam_del(conf: Mapping[str, Any], args: IpamArgs, *, store: Store | None = N
     """Free every address of ``(container_id, ifname)`` in this network; nothing held is fine."""
     st = _open(conf, store, store_factory, create=False)
     with _io_errors("release"), st:
-        return st.release(Owner(args.container_id, args.ifname))
+        return st.release(_owner(args))
 
 
 def ipam_check(conf: Mapping[str, Any], args: IpamArgs, *, store: Store | None = None,
                store_factory: StoreFactory | None = None) -> None:
     """The owner still holds its addresses (and, given a prevResult, exactly those it reports)."""
-    owner = Owner(args.container_id, args.ifname)
+    owner = _owner(args)
     st = _open(conf, store, store_factory, create=False)
     with _io_errors("read allocations"), st:
         held = st.owned_by(owner)
