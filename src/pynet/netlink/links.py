@@ -26,6 +26,7 @@ __all__ = [
     "ensure_vxlan",
     "get_link",
     "link_exists",
+    "random_mac",
     "random_veth_name",
     "set_hairpin",
     "set_promisc",
@@ -104,12 +105,24 @@ def _set_up(ipr: IPRoute, link: LinkInfo) -> LinkInfo:
     return get_link(ipr, index=link.index)
 
 
+def random_mac() -> str:
+    """A random locally administered unicast MAC (``x2:..``, ``x6:..``, ``xa:..`` or ``xe:..``)."""
+    b = bytearray(secrets.token_bytes(6))
+    b[0] = (b[0] & 0xFC) | 0x02
+    return ":".join(f"{x:02x}" for x in b)
+
+
 def ensure_bridge(ipr: IPRoute, name: str, *, mtu: int | None = None) -> LinkInfo:
-    """Create bridge ``name`` (up) unless it exists; raise if ``name`` is some other kind of link."""
+    """Create bridge ``name`` (up) unless it exists; raise if ``name`` is some other kind of link.
+
+    A new bridge gets an explicit MAC: otherwise the kernel gives it the lowest MAC among its
+    ports, which changes as pods come and go (and the MAC reported in results would go stale).
+    """
     try:
         link = get_link(ipr, name)
     except LinkNotFound:
         kw: dict[str, Any] = {"mtu": mtu} if mtu else {}
+        kw["address"] = random_mac()
         try:
             with translating(f"create bridge {name}"):
                 ipr.link("add", ifname=name, kind="bridge", **kw)

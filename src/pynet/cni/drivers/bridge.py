@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_MTU", "BridgeDriver"]
 
 DEFAULT_MTU = 1500
+ZERO_MAC = "00:00:00:00:00:00"
 log = logging.getLogger("pynet.cni")
 
 
@@ -104,7 +105,8 @@ class BridgeDriver:
                                          vlan_info={"vid": conf.vlan, "flags": ["pvid", "untagged"]})
             except NetlinkOpError as err:
                 raise _net_error(f"cannot configure bridge port {hostveth.name}", err) from err
-            br = nllinks.get_link(host, index=br.index)  # its MAC can change when the first port joins
+            if br.mac in ("", ZERO_MAC):  # a portless bridge without a fixed MAC: it has one now
+                br = nllinks.get_link(host, index=br.index)
         # One handle into the pod (its creation also writes the pod's sysctls).
         with iproute(spec.netns, nsexec=spec.nsexec, sysctls=pod_sysctls(spec.ifname, spec.ips)) as pod:
             podveth = nllinks.get_link(pod, spec.ifname)
