@@ -3,7 +3,7 @@
 ``cmd_add`` runs inside one ``ExitStack``: IPAM ADD is undone by IPAM DEL, the veth by deleting it,
 the masquerade record by removing it; ``undo.pop_all()`` on success. Shared node objects (bridge,
 VXLAN device) are kept, as the reference plugins do. ``cmd_del`` is idempotent: a missing netns,
-link, allocation or rule is success. ``cmd_check`` compares the kernel with prevResult.
+link, allocation or rule is success, and it still tears down when the config has become invalid. ``cmd_check`` compares the kernel with prevResult.
 ``cmd_gc`` passes ``cni.dev/valid-attachments`` to IPAM and sweeps stale masquerade records.
 ``cmd_status`` asks IPAM whether it can allocate.
 
@@ -40,6 +40,23 @@ def _conf(args: CmdArgs) -> NetConf:
         raise CniError(ErrCode.INVALID_NETWORK_CONFIG, "invalid network config: ipam.type is required",
                        "pynet delegates addressing to an IPAM plugin, e.g. pynet-ipam or host-local")
     return conf
+
+
+def _conf_for_delete(args: CmdArgs) -> NetConf:
+    """DEL must be able to clean up even after the config went bad (a runtime would otherwise retry
+    DEL forever and leak the address): fall back to the few keys teardown needs."""
+    try:
+        return parse_netconf(args.conf, args.cni_version)
+    except CniError as err:
+        if err.code != ErrCode.INVALID_NETWORK_CONFIG:
+            raise
+        raw = args.conf
+        ipam = raw.get("ipam") if isinstance(raw.get("ipam"), dict) else {}
+        mode = raw.get("mode") if raw.get("mode") in ("bridge", "macvlan") else "bridge"
+        bridge = raw.get("bridge") if isinstance(raw.get("bridge"), str) and raw.get("bridge") else "pynet0"
+        log.warning("DEL with an invalid config (%s): tearing down with defaults", err.msg)
+        return NetConf(name=str(raw.get("name") or ""), cni_version=args.cni_version, mode=str(mode),
+                       bridge=str(bridge), ip_masq=raw.get("ipMasq") is True, ipam=dict(ipam or {}))
 
 
 def _require_netns(args: CmdArgs) -> None:
@@ -102,8 +119,9 @@ class Commands:
                            f"container {args.container_id}: DEL the existing attachment first")
 
     def delete(self, args: CmdArgs) -> None:
-        conf = _conf(args)
-        delegate.delegate("DEL", conf.ipam_type, args)
+        conf = _conf_for_delete(args)
+        if conf.ipam_type:
+            delegate.delegate("DEL", conf.ipam_type, args)
         netns = args.netns if args.netns and os.path.exists(args.netns) else ""
         get_driver(conf.mode).detach(replace(self._spec(conf, args), netns=netns, prev=conf.prev_result))
         if conf.ip_masq:

@@ -213,3 +213,15 @@ def test_check_needs_prev_result_and_gc_needs_a_list(tmp_path: Path) -> None:
     with pytest.raises(CniError) as exc:
         Commands().add(_cmd_args(tmp_path, "ADD", {**conf, "ipam": {}}))
     assert exc.value.code == ErrCode.INVALID_NETWORK_CONFIG and "ipam.type" in exc.value.msg
+
+
+def test_del_with_an_invalid_config_still_releases(tmp_path: Path) -> None:
+    from pynet.cni.commands import Commands
+
+    marker = tmp_path / "released"
+    _fake_plugin(tmp_path, f"open({str(marker)!r}, 'w').write(os.environ['CNI_COMMAND'])")
+    conf = {"cniVersion": "1.0.0", "name": "n", "type": "pynet", "mtu": "not-a-number", "ipam": {"type": "fake-ipam"}}
+    with pytest.raises(CniError):
+        Commands().add(_cmd_args(tmp_path, "ADD", conf))
+    Commands().delete(_cmd_args(tmp_path, "DEL", conf))
+    assert marker.read_text() == "DEL"
