@@ -2,13 +2,16 @@
 
 ``cmd_add`` runs inside one ``ExitStack``: IPAM ADD is undone by IPAM DEL, the veth by deleting it,
 the masquerade record by removing it; ``undo.pop_all()`` on success. Shared node objects (bridge,
-VXLAN device) are kept, as the reference plugins do. ``cmd_del`` is idempotent: a missing netns,
-link, allocation or rule is success, and it still tears down when the config has become invalid. ``cmd_check`` compares the kernel with prevResult.
-``cmd_gc`` passes ``cni.dev/valid-attachments`` to IPAM and sweeps stale masquerade records.
-``cmd_status`` asks IPAM whether it can allocate.
+VXLAN device) are kept, as the reference plugins do. Before IPAM, ADD refuses a CNI_IFNAME the pod
+already has (the rollback's IPAM DEL would otherwise free the live attachment's address).
 
-``Commands(nsexec=...)`` lets the agent's socket server pick the netns strategy (forking helper);
-the module-level functions use the process default.
+``cmd_del`` is idempotent: a missing netns, link, allocation or rule is success, and it still tears
+down (with defaults) when the config has become invalid. ``cmd_check`` compares the kernel with
+prevResult. ``cmd_gc`` passes ``cni.dev/valid-attachments`` to IPAM and sweeps stale masquerade
+records. ``cmd_status`` asks IPAM whether it can allocate.
+
+``Commands(nsexec=...)`` lets the agent's socket server pick the netns strategy (the Broker helper
+process); the module-level functions use the process default (setns in the plugin's one thread).
 """
 
 from __future__ import annotations
