@@ -17,7 +17,9 @@ Implementations (``--impl``, repeatable; default all that apply):
   pynet-agent  the same executable while the agent's CNI server (pynet.cni.server.CniServer)
                listens in the node netns: the launcher's stdlib-only client hands the request over
                (socket name passed as PYNET_CNI_SOCKET); skip with --no-agent
-  ref-ipam / pynet-ipam   the IPAM plugins alone (host-local vs pynet-ipam)
+  ref-ipam / pynet-ipam   the IPAM plugins alone (host-local vs pynet-ipam); with pynet-ipam the
+               same allocations are also timed in-process (pynet-ipam-inproc: ipam_add/ipam_del
+               called directly, as the main plugin and the agent do)
 
 Example (as root): .venv/bin/python bench/cni_add_del.py --count 30 --parallel 16 --rounds 3
 Nothing touches the root netns; every namespace made here is removed on exit.
@@ -56,7 +58,7 @@ IMPLS: dict[str, dict[str, Any]] = {
     "pynet-ipam": {"plugin": str(REPO / "cni-bin" / "pynet-ipam"), "ipam": "pynet-ipam",
                    "subnet": "10.205.0.0/16"},
 }
-REFERENCE_OF = {"pynet": "ref", "pynet-agent": "ref", "pynet-ipam": "ref-ipam"}
+REFERENCE_OF = {"pynet": "ref", "pynet-agent": "ref", "pynet-ipam": "ref-ipam", "pynet-ipam-inproc": "ref-ipam"}
 
 
 def netconf(impl: str, data_dir: str) -> dict[str, Any]:
@@ -131,6 +133,19 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
                     for v in lat:
                         record(impl, phase, "par", v)
                     record(impl, phase, "par-batch", time.perf_counter() - t0)
+    if "pynet-ipam" in impls:
+        # the same IPAM without the exec: what the main plugin and the agent pay per call
+        from pynet.cni.ipam import ipam_add, ipam_del
+        from pynet.cni.skel import CmdArgs
+
+        conf = netconf("pynet-ipam", spec["data_dir"]) | {"name": "bench-inproc"}
+        for phase, fn in (("ADD", ipam_add), ("DEL", ipam_del)):
+            for n in range(count):
+                a = CmdArgs(command=phase, container_id=f"inproc-{n}", netns="", ifname="eth0", args="",
+                            path=(), stdin=b"")
+                t0 = time.perf_counter()
+                fn(conf, a)
+                record("pynet-ipam-inproc", phase, "seq", time.perf_counter() - t0)
     return out
 
 
