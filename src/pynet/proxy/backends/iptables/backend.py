@@ -22,6 +22,7 @@ Invariants and hazards:
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -48,7 +49,7 @@ from pynet.proxy.backends.iptables.render import PortFragment, RenderContext, ho
 from pynet.proxy.model import IPFamily, NamespacedName, ServicePortName
 from pynet.proxy.state import ProxyState
 
-__all__ = ["DispatchMode", "IptablesBackend"]
+__all__ = ["DispatchMode", "IptablesBackend", "SyncStats"]
 
 log = get_logger("pynet.proxy.iptables")
 
@@ -70,6 +71,8 @@ class _FamilyCache:
 
 @dataclass(frozen=True)
 class SyncStats:
+    """What the last successful sync wrote (tests, benchmarks, logs)."""
+
     family: int
     full: bool
     chains_written: int
@@ -352,6 +355,8 @@ class IptablesBackend:
         self.last_stats = SyncStats(int(ctx.family), full, written, deleted, len(r.render()))
         log.debug("iptables sync done", extra={"kv": {"full": full, "family": int(ctx.family),
                                                       "written": written, "deleted": deleted}})
+        if log.isEnabledFor(logging.DEBUG - 5):  # whole restore inputs only when asked for explicitly
+            log.log(logging.DEBUG - 5, "iptables-restore input:\n%s", r.render())
 
     def _grow_sets(self, family: IPFamily, members: dict[str, set[str]], current: dict[str, set[str]],
                    create: bool = False) -> None:
