@@ -96,7 +96,8 @@ class Commands:
             spec = replace(self._spec(conf, args, ipam), routes=routes)
             interfaces = driver.attach(spec, undo)
             if conf.ip_masq:
-                masq.setup([ip.address for ip in ipam.ips], conf.name, args.container_id, args.ifname)
+                masq.setup([ip.address for ip in ipam.ips], conf.name, args.container_id, args.ifname,
+                           conf.ip_masq_exclude)
                 undo.callback(masq.teardown, conf.name, args.container_id, args.ifname)
             undo.pop_all()
         pod_index = len(interfaces) - 1

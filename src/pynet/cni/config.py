@@ -4,7 +4,9 @@ Parsing is strict about types and ranges (code 7, invalid network config, naming
 lenient about unknown keys (the spec lets runtimes and other plugins add their own).
 
 Keys: ``name`` (required), ``mode`` (``bridge`` | ``macvlan``), ``bridge`` (default ``pynet0``),
-``isGateway``, ``isDefaultGateway`` (implies isGateway), ``ipMasq``, ``mtu``, ``hairpinMode``,
+``isGateway``, ``isDefaultGateway`` (implies isGateway), ``ipMasq``, ``ipMasqExclude`` (pynet's own:
+CIDRs that masqueraded traffic must not be NATed towards, typically the cluster CIDR so that
+pod-to-pod traffic across nodes keeps its source), ``mtu``, ``hairpinMode``,
 ``promiscMode``, ``vlan`` (1-4094), ``master``/``macvlanMode`` (macvlan), ``vxlan`` object
 (``vni`` required, ``port`` default 8472, ``device`` default ``pynet-vxlan``, ``local``, ``dev``),
 ``ipam`` object (``type`` required for ADD/CHECK/DEL/GC/STATUS), ``prevResult``.
@@ -13,6 +15,7 @@ Keys: ``name`` (required), ``mode`` (``bridge`` | ``macvlan``), ``bridge`` (defa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Any
 
 from pynet.cni.errors import CniError, ErrCode
@@ -47,6 +50,7 @@ class NetConf:
     is_gateway: bool = False
     is_default_gateway: bool = False
     ip_masq: bool = False
+    ip_masq_exclude: tuple[IPv4Network | IPv6Network, ...] = ()
     mtu: int | None = None
     hairpin_mode: bool = False
     promisc_mode: bool = False
@@ -82,6 +86,18 @@ def _ifname(conf: dict[str, Any], key: str, default: str | None) -> Any:
     if value is not None and (not value or len(value.encode()) > 15 or "/" in value or " " in value):
         raise _bad(key, f"{value!r} is not a valid interface name")
     return value
+
+
+def _networks(conf: dict[str, Any], key: str) -> tuple[IPv4Network | IPv6Network, ...]:
+    out: list[IPv4Network | IPv6Network] = []
+    for value in _get(conf, key, list, []):
+        if not isinstance(value, str):
+            raise _bad(key, f"entry {value!r} is not a CIDR string")
+        try:
+            out.append(ip_network(value))
+        except ValueError as err:
+            raise _bad(key, f"entry {value!r} is not a CIDR ({err})") from err
+    return tuple(out)
 
 
 def parse_netconf(conf: dict[str, Any], cni_version: str) -> NetConf:
@@ -124,6 +140,7 @@ def parse_netconf(conf: dict[str, Any], cni_version: str) -> NetConf:
         is_gateway=_get(conf, "isGateway", bool, False) or is_default_gw,
         is_default_gateway=is_default_gw,
         ip_masq=_get(conf, "ipMasq", bool, False),
+        ip_masq_exclude=_networks(conf, "ipMasqExclude"),
         mtu=mtu,
         hairpin_mode=_get(conf, "hairpinMode", bool, False),
         promisc_mode=_get(conf, "promiscMode", bool, False),

@@ -3,7 +3,8 @@
 pynet-cni owns the nftables table ``inet pynet-cni`` (never the agent's ``pynet`` table). Chain
 ``postrouting`` (nat, srcnat priority) holds one rule per attachment::
 
-    ip saddr <pod ip> ip daddr != <pod subnet> ip daddr != 224.0.0.0/4 masquerade comment "<net>/<cid>/<ifname>"
+    ip saddr <pod ip> ip daddr != <pod subnet> [ip daddr != <ipMasqExclude CIDR> ...]
+        ip daddr != 224.0.0.0/4 masquerade comment "<net>/<cid>/<ifname>"
 
 The comment is the per-network/per-container record: ``teardown`` deletes that attachment's rules
 and, when no rule is left, the whole table ("removed when the last user goes"). ``gc`` removes the
@@ -21,7 +22,7 @@ import os
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from ipaddress import IPv4Interface, IPv6Interface
+from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
 from typing import Any
 
 from pynet.cni.errors import CniError, ErrCode
@@ -93,19 +94,27 @@ def _match(proto: str, field: str, op: str, right: Any) -> dict[str, Any]:
     return {"match": {"op": op, "left": {"payload": {"protocol": proto, "field": field}}, "right": right}}
 
 
-def _rule(addr: IPv4Interface | IPv6Interface, comment: str) -> dict[str, Any]:
+def _not_to(proto: str, net: IPv4Network | IPv6Network) -> dict[str, Any]:
+    return _match(proto, "daddr", "!=", {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}})
+
+
+def _rule(addr: IPv4Interface | IPv6Interface, comment: str,
+          exclude: Iterable[IPv4Network | IPv6Network] = ()) -> dict[str, Any]:
     proto = "ip" if addr.version == 4 else "ip6"
     mc_addr, mc_len = MULTICAST[addr.version]
-    net = addr.network
+    exempt: list[IPv4Network | IPv6Network] = [n for n in exclude if n.version == addr.version]
+    if not any(addr.network.subnet_of(n) for n in exempt):  # type: ignore[arg-type]
+        exempt.insert(0, addr.network)  # the pod's own subnet is never masqueraded
     return {"rule": {"family": FAMILY, "table": TABLE, "chain": CHAIN, "comment": comment, "expr": [
         _match(proto, "saddr", "==", str(addr.ip)),
-        _match(proto, "daddr", "!=", {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}}),
+        *(_not_to(proto, net) for net in exempt),
         _match(proto, "daddr", "!=", {"prefix": {"addr": mc_addr, "len": mc_len}}),
         {"masquerade": None},
     ]}}
 
 
-def setup(addrs: Iterable[IPv4Interface | IPv6Interface], network: str, container_id: str, ifname: str) -> None:
+def setup(addrs: Iterable[IPv4Interface | IPv6Interface], network: str, container_id: str, ifname: str,
+          exclude: Iterable[IPv4Network | IPv6Network] = ()) -> None:
     """Add the attachment's masquerade rules (idempotent: an existing record is kept)."""
     comment = comment_for(network, container_id, ifname)
     with _locked():
@@ -117,7 +126,8 @@ def setup(addrs: Iterable[IPv4Interface | IPv6Interface], network: str, containe
             {"add": {"chain": {"family": FAMILY, "table": TABLE, "name": CHAIN, "type": "nat",
                                "hook": "postrouting", "prio": SRCNAT_PRIORITY, "policy": "accept"}}},
         ]
-        cmds += [{"add": _rule(a, comment)} for a in addrs]
+        excluded = tuple(exclude)
+        cmds += [{"add": _rule(a, comment, excluded)} for a in addrs]
         _run(nft, cmds)
 
 

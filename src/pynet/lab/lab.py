@@ -79,7 +79,8 @@ def derive_conflist(base: dict[str, Any], plan: LabPlan, node: NodePlan) -> dict
       ``pynet-ipam`` with ``subnet: usePodCidr``, ``podCidrFile`` = ``<lab>/<node>/pod-cidr``;
     - ``mtu``: underlay MTU minus the VXLAN overhead with the vxlan overlay (so full-size pod packets
       fit the tunnel), the underlay MTU with host-gw;
-    - ``ipMasq``: off (it would masquerade cross-node pod traffic, see below);
+    - ``ipMasqExclude``: the lab's cluster CIDR, so cross-node pod traffic keeps the pod's address
+      while traffic leaving the cluster is still masqueraded;
     - ``vxlan``: kept with the vxlan overlay (the plugin ensures the device on ADD, pinned to the
       node's address and uplink), dropped with host-gw (no tunnel device at all).
     """
@@ -97,9 +98,10 @@ def derive_conflist(base: dict[str, Any], plan: LabPlan, node: NodePlan) -> dict
                 ipam.pop("subnet", None)
                 ipam["ranges"] = [[{"subnet": str(node.pod_cidr)}]]
         if plugin.get("type") == "pynet":
-            # ipMasq (reference-bridge semantics) exempts only the node's own pod subnet, so it would
-            # NAT pod-to-pod traffic between nodes; lab pods need no egress beyond the cluster.
-            plugin["ipMasq"] = False
+            # ipMasq alone (reference-bridge semantics) exempts only the node's own pod subnet and
+            # would NAT pod-to-pod traffic between nodes: exempt the whole cluster CIDR
+            if plugin.get("ipMasq"):
+                plugin["ipMasqExclude"] = [str(CLUSTER_CIDR)]
             if plan.overlay == "vxlan":
                 plugin["mtu"] = UNDERLAY_MTU - VXLAN_OVERHEAD
                 vx = dict(plugin.get("vxlan") or {"vni": 1})

@@ -100,6 +100,31 @@ def test_masq_rule_shape() -> None:
     assert v6[0]["match"]["left"]["payload"]["protocol"] == "ip6"
 
 
+def test_masq_rule_exempts_ip_masq_exclude() -> None:
+    """With ipMasqExclude (the cluster CIDR), pod traffic to other nodes' pods keeps its source."""
+    from ipaddress import ip_interface, ip_network
+
+    rule = masq._rule(ip_interface("10.244.1.7/24"), "c", [ip_network("10.244.0.0/16"), ip_network("fd00::/48")])
+    prefixes = [e["match"]["right"] for e in rule["rule"]["expr"] if e.get("match", {}).get("op") == "!="]
+    assert prefixes == [{"prefix": {"addr": "10.244.0.0", "len": 16}}, {"prefix": {"addr": "224.0.0.0", "len": 4}}]
+    outside = masq._rule(ip_interface("10.9.0.7/24"), "c", [ip_network("10.244.0.0/16")])
+    prefixes = [e["match"]["right"] for e in outside["rule"]["expr"] if e.get("match", {}).get("op") == "!="]
+    assert prefixes[:2] == [{"prefix": {"addr": "10.9.0.0", "len": 24}}, {"prefix": {"addr": "10.244.0.0", "len": 16}}]
+
+
+def test_ip_masq_exclude_parsing() -> None:
+    from ipaddress import ip_network
+
+    from pynet.cni.config import parse_netconf
+
+    conf = parse_netconf({"name": "n", "ipMasq": True, "ipMasqExclude": ["10.244.0.0/16"]}, "1.0.0")
+    assert conf.ip_masq_exclude == (ip_network("10.244.0.0/16"),)
+    for bad in (["10.244.0.1/16"], [16], "10.0.0.0/8"):
+        with pytest.raises(CniError) as exc:
+            parse_netconf({"name": "n", "ipMasqExclude": bad}, "1.0.0")
+        assert exc.value.code == 7 and "ipMasqExclude" in exc.value.msg
+
+
 def test_wire_frames_roundtrip() -> None:
     a, b = socket.socketpair()
     with a, b:

@@ -107,7 +107,7 @@ def test_derived_conflist_vxlan() -> None:
     main = conf["plugins"][0]
     assert main["ipam"] == {"type": "pynet-ipam", "subnet": "usePodCidr", "dataDir": "/run/x/t/node2/ipam",
                             "podCidrFile": "/run/x/t/node2/pod-cidr"}
-    assert main["mtu"] == 1450 and main["ipMasq"] is False
+    assert main["mtu"] == 1450 and main["ipMasq"] is True and main["ipMasqExclude"] == ["10.244.0.0/16"]
     assert main["vxlan"] == {"vni": 1, "local": "192.168.100.12", "dev": "eth0"}
     assert conf["plugins"][1] == BASE["plugins"][1]
     assert BASE["plugins"][0]["ipam"]["dataDir"] == "/var/lib/cni/networks"  # type: ignore[index]
