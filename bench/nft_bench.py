@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import statistics
 import subprocess
@@ -47,9 +48,13 @@ class RecordingNft(Nft):
     """The real runner, keeping the text of the last transaction (the floor's input)."""
 
     last_text = ""
+    last_needs_chain_cache = False
+    count = 0
 
     def run(self, tx: Transaction) -> None:
         self.last_text = str(tx)
+        self.last_needs_chain_cache = tx.needs_chain_cache
+        self.count += 1
         super().run(tx)
 
 
@@ -108,19 +113,42 @@ def inner_sync(n: int, rounds: int, partial_rounds: int) -> dict[str, object]:
         backend = NftablesBackend(nft)
         backend.sync(st, frozenset(), True)
         key = list(st.services)[n // 2]
-        times = []
-        for r in range(partial_rounds):
+        # alternate rounds: the current command forms (no chain dump, old chains linger) and the
+        # previous ones (add rule / add element, old chains deleted at once), in the same run
+        times: dict[bool, list[float]] = {True: [], False: []}
+        cpu: dict[bool, list[float]] = {True: [], False: []}
+        dumps, cleanups, first_text = 0, 0, ""
+        for r in range(2 * partial_rounds):
+            compact = r % 2 == 0
+            Transaction.compact = compact
+            backend.stale_chain_linger = 10.0 if compact else 0.0
             eps = dict(st.endpoints)
             moved = tuple(st.endpoints[key][:2]) + (Endpoint(IPv4Address(int(IPv4Address("10.250.0.0")) + r), 8080),)
             eps[key] = moved
             st2 = ProxyState(st.family, st.node_name, st.node_ips, st.cluster_cidrs, services=st.services,
                              endpoints=MappingProxyType(eps))
-            t0 = time.perf_counter()
+            sent = nft.count
+            c0, t0 = os.times(), time.perf_counter()
             backend.sync(st2, frozenset({key.service}), False)
-            times.append(time.perf_counter() - t0)
-        result["partial_sync_ms_median"] = round(statistics.median(times) * 1000, 2)
-        result["partial_sync_ms_max"] = round(max(times) * 1000, 2)
+            t1, c1 = time.perf_counter(), os.times()
+            times[compact].append(t1 - t0)
+            cpu[compact].append(c1.user + c1.system - c0.user - c0.system)
+            if compact:
+                first_text = first_text or nft.last_text
+                cleanups += nft.count - sent - 1  # a second transaction: lingering chains deleted
+                dumps += nft.last_needs_chain_cache
+        Transaction.compact = True
+        for compact, label in ((True, "partial_sync"), (False, "partial_sync_old_forms")):
+            result[f"{label}_ms_median"] = round(statistics.median(times[compact]) * 1000, 2)
+            result[f"{label}_ms_max"] = round(max(times[compact]) * 1000, 2)
+            # CPU time (user+system, the kernel's share included) is far less sensitive to load
+            result[f"{label}_cpu_ms_median"] = round(statistics.median(cpu[compact]) * 1000, 2)
+        result["partial_ratio_new_to_old"] = round(
+            statistics.median(times[True]) / statistics.median(times[False]), 3)
         result["partial_ops"] = backend.last_transaction_size
+        result["partial_text"] = first_text
+        result["partial_rounds_needing_chain_dump"] = dumps
+        result["partial_rounds_with_cleanup_tx"] = cleanups
         # the floor of any write at this size: one set element through the same libnftables context
         from pynet.nft import Element
 

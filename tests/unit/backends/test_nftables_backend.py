@@ -152,7 +152,7 @@ STEPS: list[list[tuple[ServicePort, tuple[Endpoint, ...]]]] = [
 
 def test_partial_syncs_converge_to_what_a_full_sync_renders() -> None:
     nft = FakeNft()
-    backend = NftablesBackend(nft, stale_chain_grace=0)
+    backend = NftablesBackend(nft, stale_chain_grace=0, stale_chain_linger=0)
     backend.sync(state(STEPS[0]), frozenset(), True)
     previous = {sp.name.service for sp, _ in STEPS[0]}
     for step in STEPS[1:]:
@@ -195,7 +195,7 @@ def test_full_sync_removes_foreign_leftovers_in_our_table_only() -> None:
 def test_stale_chains_wait_for_the_grace_period_on_old_kernels() -> None:
     now = [100.0]
     nft = FakeNft()
-    backend = NftablesBackend(nft, stale_chain_grace=5.0, monotonic=lambda: now[0])
+    backend = NftablesBackend(nft, stale_chain_grace=5.0, stale_chain_linger=0, monotonic=lambda: now[0])
     backend.sync(state(STEPS[0]), frozenset(), True)
     backend.sync(state([]), frozenset({svc("web"), svc("dns"), svc("assoc"), svc("headless")}), False)
     leftover = [c for c in nft.list("chains") if "/web/" in c]
@@ -204,6 +204,43 @@ def test_stale_chains_wait_for_the_grace_period_on_old_kernels() -> None:
     backend.sync(state([]), frozenset(), False)
     assert not [c for c in nft.list("chains") if "/ns/" in c or "ns/" in c]
     assert nft.dump() == full_dump(state([]))
+
+
+def test_an_endpoint_change_needs_no_chain_dump_and_its_old_chain_lingers() -> None:
+    """The partial transaction of an endpoint move has only forms libnftables 1.0.6 applies without
+    dumping every chain; the old endpoint chain is flushed now and deleted later (module docstring)."""
+    now = [100.0]
+    nft = FakeNft()
+    backend = NftablesBackend(nft, stale_chain_grace=0, stale_chain_linger=10.0, monotonic=lambda: now[0])
+    ports = SCENARIOS["clusterip"] + SCENARIOS["session_affinity"]
+    backend.sync(state(ports), frozenset(), True)
+    # N.B. "aff" stays unchanged: dropping an endpoint of an affinity service deletes its set at once
+    moved = [(sp, (A, C)) if sp.name.service == svc("web") else (sp, eps) for sp, eps in ports]
+    backend.sync(state(moved), frozenset({svc("web")}), False)
+    tx = nft.last_transaction
+    assert tx is not None and not tx.needs_chain_cache, str(tx)
+    assert "add chain ip pynet service-" in str(tx) and "add rule" not in str(tx)
+    old = [c for c in nft.list("chains") if "/web/" in c and c.endswith("__10.244.1.12/8080")]
+    assert len(old) == 1 and all(nft.rules(c) == [] for c in old)  # flushed, not yet deleted
+    transactions = nft.transactions
+    now[0] += 10.0  # lingered long enough: a no-op sync sends the deletions on their own
+    backend.sync(state(moved), frozenset(), False)
+    assert nft.transactions == transactions + 2
+    assert nft.last_transaction is not None and {op.verb for op in nft.last_transaction} == {"delete"}
+    assert nft.dump() == full_dump(state(moved))
+
+
+def test_lingering_chains_ride_along_with_a_transaction_that_needs_the_chain_dump() -> None:
+    nft = FakeNft()
+    backend = NftablesBackend(nft, stale_chain_grace=0, stale_chain_linger=1000.0)
+    backend.sync(state(STEPS[0]), frozenset(), True)
+    web_moved = [(sp, (B,)) if sp.name.service == svc("web") else (sp, eps) for sp, eps in STEPS[0]]
+    backend.sync(state(web_moved), frozenset({svc("web")}), False)
+    assert nft.dump() != full_dump(state(web_moved))  # the old endpoint chains linger, flushed
+    without_dns = [(sp, eps) for sp, eps in web_moved if sp.name.service != svc("dns")]
+    backend.sync(state(without_dns), frozenset({svc("dns")}), False)  # removes map elements
+    assert nft.last_transaction is not None and nft.last_transaction.needs_chain_cache
+    assert nft.dump() == full_dump(state(without_dns))
 
 
 def test_two_services_claiming_one_address_port_do_not_break_the_sync() -> None:

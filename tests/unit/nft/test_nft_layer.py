@@ -1,8 +1,11 @@
 """pynet.nft without a kernel: rendering, the sticky-error transaction, FakeNft's kernel-like
 semantics (atomicity, ENOENT/EEXIST/EBUSY, reference checks), the error predicates, dump order,
-and the JSON-expression reader the real runner uses for listings."""
+the JSON-expression reader the real runner uses for listings, and the runner's hand-off of large
+transactions to an ``nft -f -`` process (with a stand-in binary; the kernel path is the benchmark's)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -20,8 +23,9 @@ from pynet.nft import (
     is_already_exists,
     is_busy,
     is_not_found,
+    runner,
 )
-from pynet.nft.runner import _json_expr
+from pynet.nft.runner import Nft, _json_expr, release_free_heap
 
 
 def base(nft: FakeNft) -> Transaction:
@@ -44,7 +48,7 @@ def base(nft: FakeNft) -> Transaction:
         (Table(), "delete", "delete table ip pynet"),
         (Chain("c", "nat", "output", -100), "add", "add chain ip pynet c { type nat hook output priority -100 ; }"),
         (Chain("c"), "flush", "flush chain ip pynet c"),
-        (Rule("c", "accept", comment="x"), "add", 'add rule ip pynet c accept comment "x"'),
+        (Rule("c", "accept", comment="x"), "add", 'add chain ip pynet c { accept comment "x" ; }'),
         (Set("s", "ipv4_addr", ("dynamic", "timeout"), 30), "add",
          "add set ip pynet s { type ipv4_addr ; flags dynamic,timeout ; timeout 30s ; }"),
         (Map("m", "inet_proto . inet_service : verdict"), "add", "add map ip pynet m { type inet_proto . inet_service : verdict ; }"),
@@ -191,3 +195,100 @@ def test_consecutive_element_operations_share_one_command() -> None:
         "delete element ip pynet m { tcp . 82, tcp . 83 }",
     ]
     assert len(tx) == 5  # still five operations for the fake and for metrics
+
+
+def test_rules_go_as_chain_blocks_and_elements_into_declared_maps() -> None:
+    """The forms libnftables 1.0.6 applies without dumping every chain first (see transaction.py)."""
+    tx = Transaction("ip", "pynet")
+    tx.declare(Map("m", "inet_proto . inet_service : verdict", comment="dispatch"))
+    tx.add(Set("aff", "ipv4_addr", ("dynamic", "timeout"), 60))
+    tx.add(Chain("c"))
+    tx.add(Rule("c", "ip saddr @aff goto d"))
+    tx.add(Rule("c", "goto d", comment="last"))
+    tx.add(Rule("d", "accept"))
+    tx.flush(Chain("e"))
+    tx.add(Element("m", "tcp . 80", "goto c"))
+    tx.add(Element("m", "tcp . 81", "goto d"))
+    assert str(tx).splitlines() == [
+        "add set ip pynet aff { type ipv4_addr ; flags dynamic,timeout ; timeout 60s ; }",
+        "add chain ip pynet c",
+        'add chain ip pynet c { ip saddr @aff goto d ; goto d comment "last" ; }',
+        "add chain ip pynet d { accept ; }",
+        "flush chain ip pynet e",
+        'add map ip pynet m { type inet_proto . inet_service : verdict ; comment "dispatch" ; '
+        "elements = { tcp . 80 : goto c, tcp . 81 : goto d } ; }",
+    ]
+    assert not tx.needs_chain_cache
+    assert len(tx) == 8
+
+
+@pytest.mark.parametrize(
+    ("build", "line"),
+    [
+        (lambda tx: tx.add(Rule("c", "ip saddr @elsewhere accept")), "add rule ip pynet c ip saddr @elsewhere accept"),
+        (lambda tx: tx.add(Element("undeclared", "10.0.0.1")), "add element ip pynet undeclared { 10.0.0.1 }"),
+        (lambda tx: tx.delete(Chain("c")), "delete chain ip pynet c"),
+        (lambda tx: tx.insert(Rule("c", "accept")), "insert rule ip pynet c accept"),
+        (lambda tx: tx.add(Table(comment="x")), 'add table ip pynet { comment "x" ; }'),
+    ],
+    ids=["rule-with-unknown-set", "element-of-undeclared-set", "delete", "insert", "table-with-comment"],
+)
+def test_commands_that_need_the_chain_cache_keep_their_form(build: object, line: str) -> None:
+    tx = Transaction("ip", "pynet")
+    tx.add(Chain("c"))
+    assert not tx.needs_chain_cache
+    build(tx)  # type: ignore[operator]
+    assert str(tx).splitlines()[-1] == line
+    assert tx.needs_chain_cache
+
+
+def test_a_rule_with_a_command_separator_is_a_sticky_error() -> None:
+    tx = Transaction("ip", "pynet")
+    tx.add(Rule("c", "accept ; delete table ip other"))
+    assert tx.err is not None and "may not contain" in str(tx.err)
+    assert len(tx) == 0
+
+
+def _fake_nft_binary(tmp_path: Path, rc: int) -> Path:
+    """A stand-in for /usr/sbin/nft that records its arguments and stdin (the batch it was given)."""
+    script = tmp_path / "nft"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'echo "$@" > {tmp_path}/argv\n'
+        f"cat > {tmp_path}/stdin\n"
+        f'[ {rc} -eq 0 ] || echo "/dev/stdin:1:1: Error: Could not process rule: No such file or directory" >&2\n'
+        f"exit {rc}\n"
+    )
+    script.chmod(0o755)
+    return script
+
+
+def _big_transaction(nft: Nft, n: int) -> Transaction:
+    tx = nft.new_transaction()
+    for i in range(n):
+        tx.add(Element("cluster-ips", f"10.96.{i // 250}.{i % 250 + 1}"))
+    return tx
+
+
+def test_a_large_transaction_goes_to_one_nft_process_as_one_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    nft = Nft()
+    nft._nft_binary = str(_fake_nft_binary(tmp_path, 0))
+    monkeypatch.setattr(runner, "EXTERNAL_OPS", 10)
+    nft._ctx = None  # the in-process context must not be used for this one
+    tx = _big_transaction(nft, 10)
+    nft.run(tx)
+    assert (tmp_path / "argv").read_text().split() == ["-f", "-"]
+    assert (tmp_path / "stdin").read_text() == str(tx)
+
+
+def test_a_failed_nft_process_is_an_nft_error_with_its_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    nft = Nft()
+    nft._nft_binary = str(_fake_nft_binary(tmp_path, 1))
+    monkeypatch.setattr(runner, "EXTERNAL_OPS", 10)
+    with pytest.raises(NftError) as info:
+        nft.run(_big_transaction(nft, 10))
+    assert is_not_found(info.value) and "first command: 'add element ip pynet cluster-ips" in str(info.value)
+
+
+def test_release_free_heap_works_on_glibc() -> None:
+    assert release_free_heap() is True

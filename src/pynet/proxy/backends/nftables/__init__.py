@@ -11,11 +11,18 @@ what was applied and turns each sync into one transaction:
   rules differ from what was applied, map elements are updated by delta (delete, then add), and the
   chains and sets a service no longer needs are flushed and deleted.
 
-Stale chains: before Linux 6.2 the kernel noticed only a short while later that a chain had lost its
-last map-element reference, so deleting it in the transaction that removed the element could fail
-with EBUSY; kube-proxy therefore flushes such chains at once and deletes them in a later sync. We do
-the same when the running kernel is older than 6.2 (``stale_chain_grace`` seconds, default 5), and
-delete immediately on newer kernels.
+Stale chains: a chain nobody needs any more is flushed at once (nothing jumps to it after this
+transaction) and deleted later, for two reasons.
+* Before Linux 6.2 the kernel noticed only a short while later that a chain had lost its last
+  map-element reference, so deleting it in the transaction that removed the element could fail with
+  EBUSY; kube-proxy therefore deletes such chains in a later sync. We wait ``stale_chain_grace``
+  seconds (default 5 on kernels older than 6.2, else 0).
+* Cost: libnftables 1.0.6 dumps every chain of the ruleset before any ``delete`` (about 0.25 s at
+  10,000 services; see :mod:`pynet.nft.transaction`), while the rest of an endpoint change needs no
+  such dump. So a due chain is deleted in the first transaction that needs that dump anyway (a full
+  sync, a removed map element), or, once it has lingered ``stale_chain_linger`` seconds (default 10),
+  in a second transaction sent right after a sync's own one: the rules are already updated by then.
+  ``stale_chain_linger=0`` deletes in the sync's own transaction (the unit tests' exact mode).
 
 Invariants: the backend only ever addresses table ``pynet`` of its family (the transaction type is
 bound to it); caches change only after the kernel accepted the transaction; a failed transaction
@@ -28,6 +35,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import ClassVar
 
 from pynet.nft.errors import NftError, NftUnavailable, is_not_found
@@ -55,6 +63,24 @@ TABLE = "pynet"
 _FIXED_CHAINS = frozenset(c.name for c in (*BASE_CHAINS, *STATIC_CHAINS))
 _FIXED_SETS = frozenset(m.name for m in render_base_maps(Globals(IPFamily.V4)))
 DEFAULT_STALE_GRACE = 5.0
+DEFAULT_STALE_LINGER = 10.0
+
+
+@dataclass(slots=True)
+class _Record:
+    """What the backend keeps of one applied service. Chains map to a hash of their rules, not the
+    rules: at 10,000 services the rule texts would be about 20 MiB, and a partial sync only needs to
+    know whether a chain's rules changed. (Python's string hashing is keyed per process, so a
+    collision cannot be engineered through service names; the record never leaves the process.)
+    """
+
+    chains: dict[str, int]
+    sets: dict[str, Set]
+    elements: dict[tuple[str, str], str | None]
+
+
+def _record(r: Rendered) -> _Record:
+    return _Record({name: hash(rules) for name, rules in r.chains.items()}, r.sets, r.elements)
 
 
 def _kernel_needs_grace() -> bool:
@@ -84,6 +110,7 @@ class NftablesBackend:
         *,
         family: IPFamily = IPFamily.V4,
         stale_chain_grace: float | None = None,
+        stale_chain_linger: float = DEFAULT_STALE_LINGER,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.family = family
@@ -94,8 +121,9 @@ class NftablesBackend:
         if stale_chain_grace is None:
             stale_chain_grace = DEFAULT_STALE_GRACE if _kernel_needs_grace() else 0.0
         self.stale_chain_grace = stale_chain_grace
+        self.stale_chain_linger = stale_chain_linger
         self._monotonic = monotonic
-        self._applied: dict[NamespacedName, Rendered] = {}
+        self._applied: dict[NamespacedName, _Record] = {}
         self._owner: dict[tuple[str, str], NamespacedName] = {}
         self._globals: Globals | None = None
         self._nodeport_elems: frozenset[str] = frozenset()
@@ -137,19 +165,19 @@ class NftablesBackend:
         g = Globals(state.family, tuple(state.cluster_cidrs), tuple(state.nodeport_ips()))
         full = full or self._needs_full or g != self._globals
         tx = self.nft.new_transaction()
+        tx.declare(*render_base_maps(g))  # element additions then need no chain cache
         try:
             if full:
                 desired = self._render_all(state, g)
                 self._build_full(tx, g, desired)
             else:
-                desired = dict(self._applied)
+                desired = {}  # the changed services only
                 for svc in changed:
-                    desired.pop(svc, None)
                     r = self._render_service(state, svc, g)
                     if r.chains or r.elements:
                         desired[svc] = r
                 self._build_partial(tx, changed, desired)
-            self._expire_stale(tx, desired)
+            later = self._expire_stale(tx)
         except (ValueError, NftError) as err:  # a name or rule we could not build
             self._needs_full = True
             raise SyncError(f"rendering nftables rules: {err}") from err
@@ -157,6 +185,7 @@ class NftablesBackend:
         # N.B. only now, with the kernel agreeing, do the caches move
         if full:
             self._owner = {k: svc for svc, r in desired.items() for k in r.elements}
+            self._applied = {svc: _record(r) for svc, r in desired.items()}
         else:
             for svc in changed:
                 for k in self._applied[svc].elements if svc in self._applied else ():
@@ -164,11 +193,20 @@ class NftablesBackend:
                         del self._owner[k]
                 for k in desired[svc].elements if svc in desired else ():
                     self._owner[k] = svc
-        self._applied = desired
+                self._applied.pop(svc, None)
+                if svc in desired:
+                    self._applied[svc] = _record(desired[svc])
         self._trusted = True
         self._globals = g
         self._nodeport_elems = frozenset(str(a) for a in g.nodeport_ips)
         self._needs_full = False
+        if later:  # lingering chains, in their own transaction now that the rules are in place
+            cleanup = self.nft.new_transaction()
+            for name in later:
+                cleanup.delete(Chain(name))
+            self._run(cleanup)
+            for name in later:
+                del self._stale_chains[name]
 
     # ------------------------------------------------------------------ rendering
     def _render_service(self, state: ProxyState, svc: NamespacedName, g: Globals) -> Rendered:
@@ -219,6 +257,7 @@ class NftablesBackend:
             tx.add(s)
         for name in chains:
             tx.add(Chain(name))
+            self._stale_chains.pop(name, None)
         for name, rules in chains.items():
             if name in existing_chains:
                 tx.flush(Chain(name))
@@ -237,11 +276,15 @@ class NftablesBackend:
     def _build_partial(
         self, tx: Transaction, changed: frozenset[NamespacedName], desired: dict[NamespacedName, Rendered]
     ) -> None:
-        old = Rendered()
+        old = _Record({}, {}, {})
         new = Rendered()
         for svc in sorted(changed):
             if svc in self._applied:
-                old.merge(self._applied[svc])
+                rec = self._applied[svc]
+                old.chains.update(rec.chains)
+                old.sets.update(rec.sets)
+                for k, v in rec.elements.items():
+                    old.elements.setdefault(k, v)
             if svc in desired:
                 r = desired[svc]
                 # an address:port already owned by an unchanged service stays with it
@@ -250,16 +293,18 @@ class NftablesBackend:
                     del r.elements[k]
                 new.merge(r)
         addr_type = Globals(self.family).addr_type
+        rewrite = {name: rules for name, rules in new.chains.items() if old.chains.get(name) != hash(rules)}
+        rewritten = "\n".join("\n".join(rules) for rules in rewrite.values())
         for name, s in new.sets.items():
-            if name not in old.sets:
+            # re-adding an existing set (same declaration: a no-op) puts it in libnftables' cache,
+            # so a rewritten chain naming it can go as a chain block (no chain dump)
+            if name not in old.sets or f"@{name} " in rewritten:
                 tx.add(s)
         for name in new.chains:
             if name not in old.chains:
                 tx.add(Chain(name))
                 self._stale_chains.pop(name, None)
-        for name, rules in new.chains.items():
-            if old.chains.get(name) == rules:
-                continue
+        for name, rules in rewrite.items():
             if name in old.chains:
                 tx.flush(Chain(name))
             for rule in rules:
@@ -281,23 +326,29 @@ class NftablesBackend:
         if flush_first:
             for name in retiring:
                 tx.flush(Chain(name))
-        for name in retiring:
-            if self.stale_chain_grace <= 0:
-                tx.delete(Chain(name))
-            else:
-                self._stale_chains[name] = self._monotonic()
-
-    def _expire_stale(self, tx: Transaction, desired: dict[NamespacedName, Rendered]) -> None:
-        if not self._stale_chains:
-            return
         now = self._monotonic()
-        wanted = {n for r in desired.values() for n in r.chains}
-        for name, since in list(self._stale_chains.items()):
-            if name in wanted:
-                del self._stale_chains[name]
-            elif now - since >= self.stale_chain_grace:
+        for name in retiring:
+            self._stale_chains[name] = now
+
+    def _expire_stale(self, tx: Transaction) -> list[str]:
+        """Delete due stale chains in ``tx`` when that is free; return those to delete right after it.
+
+        A stale chain wanted again was already taken off the list when ``tx`` re-added it.
+        N.B. the caller drops the returned names from the record only once their deletion succeeded.
+        """
+        if not self._stale_chains:
+            return []
+        now = self._monotonic()
+        due = sorted(n for n, since in self._stale_chains.items() if now - since >= self.stale_chain_grace)
+        if not due:
+            return []
+        if self.stale_chain_linger <= 0 or tx.needs_chain_cache:
+            for name in due:
                 tx.delete(Chain(name))
                 del self._stale_chains[name]
+            return []
+        oldest = min(self._stale_chains[n] for n in due)
+        return due if now - oldest >= self.stale_chain_grace + self.stale_chain_linger else []
 
     def _run(self, tx: Transaction) -> None:
         self.last_transaction_size = len(tx)
