@@ -198,7 +198,8 @@ def test_wire_env_doctest_and_client_imports_stay_light() -> None:
 
     assert doctest.testmod(wire).failed == 0
     code = ("import sys; from pynet.cni import client;"
-            "heavy = {'json', 'typing', 'socket', 'pyroute2', 'subprocess'} & set(sys.modules); assert not heavy, heavy")
+            "heavy = {'json', 'typing', 'socket', 'pyroute2', 'subprocess', 'os', 'struct', '__future__'}"
+            " & set(sys.modules); assert not heavy, heavy")
     proc = subprocess.run([sys.executable, "-I", "-S", "-c", f"import sys; sys.path.insert(0, {str(Path(client.__file__).parents[2])!r}); {code}"],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -250,3 +251,66 @@ def test_del_with_an_invalid_config_still_releases(tmp_path: Path) -> None:
         Commands().add(_cmd_args(tmp_path, "ADD", conf))
     Commands().delete(_cmd_args(tmp_path, "DEL", conf))
     assert marker.read_text() == "DEL"
+
+
+def test_launcher_fast_path_imports_only_the_client(tmp_path: Path) -> None:
+    """The launcher answers through the agent without importing os, json or the plugin's modules."""
+    import subprocess
+
+    name = f"pynet-cni-unit-{random_suffix()}"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(wire.abstract_address(name))
+    sock.listen(1)
+
+    def answer() -> None:
+        conn, _ = sock.accept()
+        with conn:
+            env = wire.decode_env(wire.recv_frame(conn))
+            wire.recv_frame(conn)
+            wire.send_frame(conn, env["CNI_COMMAND"].encode(), prefix=0)
+
+    t = threading.Thread(target=answer, daemon=True)
+    t.start()
+    probe = tmp_path / "pynet"
+    launcher = (Path(client.__file__).parents[3] / "cni-bin" / "pynet").read_text()
+    probe.write_text(launcher.replace("status = client.run()\n", "status = client.run()\n"
+                                      "sys.stderr.write(' '.join(sorted(sys.modules)))\n", 1)
+                     .replace("@PYNET_HOME@", str(Path(client.__file__).parents[3])))
+    with sock:
+        proc = subprocess.run([sys.executable, "-IS", str(probe)], input=b"{}", capture_output=True, timeout=30,
+                              env={"CNI_COMMAND": "VERSION", "PYNET_CNI_SOCKET": name})
+        t.join(10)
+    assert proc.returncode == 0 and proc.stdout == b"VERSION", proc
+    loaded = set(proc.stderr.decode().split())
+    assert "pynet.cni.client" in loaded
+    assert not loaded & {"os", "json", "struct", "__future__", "typing", "pynet.cni.skel", "pynet.cni.main"}, loaded
+
+
+@pytest.mark.parametrize("reply", ["internal-error", "hang-up"])
+def test_client_never_falls_back_once_the_request_was_sent(reply: str) -> None:
+    """Only 'nobody listens' means in-process: an agent's error, or a connection lost after sending,
+    is the answer (re-running an ADD the agent may have half done would double it)."""
+    name = f"pynet-cni-unit-{random_suffix()}"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(wire.abstract_address(name))
+    sock.listen(1)
+    got: list[bytes] = []
+
+    def answer() -> None:
+        conn, _ = sock.accept()
+        with conn:
+            wire.recv_frame(conn)
+            got.append(wire.recv_frame(conn))
+            if reply == "internal-error":
+                wire.send_frame(conn, b'{"cniVersion": "1.0.0", "code": 999, "msg": "boom"}', prefix=1)
+
+    t = threading.Thread(target=answer, daemon=True)
+    t.start()
+    sink = io.BytesIO()
+    with sock:
+        rc = client.run(stdin=io.BytesIO(b'{"cniVersion": "1.0.0"}'), stdout=sink,
+                        environ={"CNI_COMMAND": "ADD", "PYNET_CNI_SOCKET": name})
+        t.join(10)
+    assert got == [b'{"cniVersion": "1.0.0"}']  # the agent had the request
+    assert rc == 1  # not None: the launcher must not run the plugin in-process
+    assert json.loads(sink.getvalue())["code"] == (999 if reply == "internal-error" else 11)
