@@ -134,7 +134,7 @@ class Nft:
     def run(self, tx: Transaction) -> None:
         if tx.err is not None:
             raise tx.err
-        if not tx.operations:
+        if not len(tx):
             return
         text = str(tx)
         if EXTERNAL_OPS is not None and len(tx) >= EXTERNAL_OPS and self._nft_binary:

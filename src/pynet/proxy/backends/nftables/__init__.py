@@ -31,10 +31,12 @@ leaves the previous rules in place and forces the next sync to be full.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -81,6 +83,23 @@ class _Record:
 
 def _record(r: Rendered) -> _Record:
     return _Record({name: hash(rules) for name, rules in r.chains.items()}, r.sets, r.elements)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Hold the cyclic GC off while a full sync builds its ~10^6 objects (none of them cyclic).
+
+    Left on, allocation keeps triggering collections that walk the whole heap: about 0.7 s of a
+    10,000-service full sync. Memory is unaffected (reference counting frees everything).
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _kernel_needs_grace() -> bool:
@@ -168,8 +187,9 @@ class NftablesBackend:
         tx.declare(*render_base_maps(g))  # element additions then need no chain cache
         try:
             if full:
-                desired = self._render_all(state, g)
-                self._build_full(tx, g, desired)
+                with _gc_paused():
+                    desired = self._render_all(state, g)
+                    self._build_full(tx, g, desired)
             else:
                 desired = {}  # the changed services only
                 for svc in changed:

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from pynet.nft.objects import Chain, Map, Set
-from pynet.proxy.backends.nftables.naming import affinity_set, endpoint_chain, port_chain
+from pynet.proxy.backends.nftables.naming import affinity_set, endpoint_chain, port_chain, port_chains
 from pynet.proxy.model import Endpoint, IPAddress, IPFamily, IPNetwork, ServicePort
 from pynet.proxy.topology import categorize_endpoints
 
@@ -166,7 +166,8 @@ def _policy_chain(
             f"{ip} daddr {sp.cluster_ip} meta l4proto {proto} th dport {sp.port} "
             f"{ip} saddr != {_set_literal(g.cluster_cidrs)} jump {MARK_CHAIN}"
         )
-    chains = [endpoint_chain(sp, ep) for ep in eps]
+    ip_texts = [str(ep.ip) for ep in eps]  # str() of an address is slow; each is used 3-4 times
+    chains = [endpoint_chain(sp, ep, ip_text=t) for ep, t in zip(eps, ip_texts, strict=True)]
     if sp.session_affinity_timeout is not None:
         for ep, chain in zip(eps, chains, strict=True):
             rules.append(f"{ip} saddr @{affinity_set(sp, ep, sp.session_affinity_timeout)} goto {chain}")
@@ -176,15 +177,16 @@ def _policy_chain(
     for i, chain in enumerate(chains):
         left = len(chains) - i
         rules.append(f"numgen random mod {left} 0 goto {chain}" if left > 1 else f"goto {chain}")
-    for ep, chain in zip(eps, chains, strict=True):
+    for ep, chain, ip_text in zip(eps, chains, ip_texts, strict=True):
         if chain in out.chains:
             continue
-        ep_rules = [f"{ip} saddr {ep.ip} jump {MARK_CHAIN}"]  # hairpin: a pod reaching itself
+        ep_rules = [f"{ip} saddr {ip_text} jump {MARK_CHAIN}"]  # hairpin: a pod reaching itself
         if sp.session_affinity_timeout is not None:
             name = affinity_set(sp, ep, sp.session_affinity_timeout)
             out.sets[name] = Set(name, g.addr_type, flags=("dynamic", "timeout"), timeout=sp.session_affinity_timeout)
             ep_rules.append(f"update @{name} {{ {ip} saddr }}")
-        ep_rules.append(f"meta l4proto {proto} dnat to {ep}")
+        host = f"[{ip_text}]" if ep.ip.version == 6 else ip_text  # str(ep), without a second str(ip)
+        ep_rules.append(f"meta l4proto {proto} dnat to {host}:{ep.port}")
         out.chains[chain] = tuple(ep_rules)
     return tuple(rules)
 
@@ -196,9 +198,7 @@ def render_service_port(sp: ServicePort, endpoints: Sequence[Endpoint], g: Globa
         return out
     cat = categorize_endpoints(sp, endpoints)
     proto = sp.protocol.value.lower()
-    cluster_chain = port_chain("service", sp)
-    local_chain = port_chain("local", sp)
-    external_chain = port_chain("external", sp)
+    cluster_chain, local_chain, external_chain = port_chains(sp)
     uses_cluster = bool(cat.cluster) and (not sp.internal_policy_local or sp.has_external)
     uses_local = bool(cat.local) and (sp.internal_policy_local or (sp.has_external and sp.external_policy_local))
     if uses_cluster:
