@@ -7,10 +7,13 @@ well-known ones; 100+ would be plugin specific; 999 is what skel uses for an une
 
 from __future__ import annotations
 
-from enum import IntEnum
-from typing import Any
+from enum import IntEnum  # N.B. not a start-up cost of its own: json -> re imports enum anyway
 
 from pynet.errors import PynetError
+
+TYPE_CHECKING = False  # the plugin imports this on every call: no typing at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["CniError", "ErrCode"]
 

@@ -18,6 +18,13 @@ Results are rendered in the config's ``cniVersion`` shape. A :class:`CniError` k
 other exception becomes code 999 with the exception text (and the traceback goes to stderr).
 Invariant: nothing in here touches the kernel; everything is injected (environ and stdio), so the
 same function serves the executable, the agent's socket server and unit tests.
+
+Start-up budget: the in-process plugin imports this module on every call, VERSION and bad input
+included, so it imports nothing beyond ``json``/``re`` (which VERSION needs anyway), the error codes
+and the version table: no ``dataclasses`` (it pulls in ``inspect``, ``ast``, ``dis``: tens of
+milliseconds), no ``typing``, no ``traceback`` until an unexpected exception needs it, and not the
+result types. :class:`CmdArgs` and :class:`PluginFuncs` are therefore small frozen ``__slots__``
+classes instead of dataclasses (same constructor, equality, repr and immutability).
 """
 
 from __future__ import annotations
@@ -26,14 +33,16 @@ import json
 import os
 import re
 import sys
-import traceback
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, BinaryIO, TextIO
 
 from pynet.cni.errors import CniError, ErrCode
-from pynet.cni.types import Result
 from pynet.cni.version import CURRENT, MIN_VERSION, parse_version, version_at_least
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: see "Start-up budget" above
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import Any, BinaryIO, TextIO
+
+    from pynet.cni.types import Result
 
 __all__ = [
     "COMMANDS",
@@ -64,14 +73,46 @@ IFNAMSIZ = 15
 _CONTAINER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
-@dataclass(frozen=True)
-class CmdArgs:
+class _Frozen:
+    """Frozen value semantics for a ``__slots__`` class (what ``@dataclass(frozen=True)`` would give)."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def _init(self, **values: Any) -> None:
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"cannot assign to field {name!r} of a frozen {type(self).__name__}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r} of a frozen {type(self).__name__}")
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
+
+class CmdArgs(_Frozen):
     """One invocation: the CNI_* variables, the raw stdin and the parsed config object.
 
     ``environ`` is the whole environment the plugin was called with; delegated plugins (IPAM)
     are executed with it, as the spec asks.
     """
 
+    __slots__ = ("command", "container_id", "netns", "ifname", "args", "path", "stdin", "conf", "cni_version",
+                 "environ")
     command: str
     container_id: str
     netns: str
@@ -79,18 +120,32 @@ class CmdArgs:
     args: str
     path: tuple[str, ...]
     stdin: bytes
-    conf: dict[str, Any] = field(default_factory=dict)
-    cni_version: str = CURRENT
-    environ: Mapping[str, str] = field(default_factory=dict)
+    conf: dict[str, Any]
+    cni_version: str
+    environ: Mapping[str, str]
+
+    def __init__(self, command: str, container_id: str, netns: str, ifname: str, args: str, path: tuple[str, ...],
+                 stdin: bytes, conf: dict[str, Any] | None = None, cni_version: str = CURRENT,
+                 environ: Mapping[str, str] | None = None) -> None:
+        self._init(command=command, container_id=container_id, netns=netns, ifname=ifname, args=args, path=path,
+                   stdin=stdin, conf={} if conf is None else conf, cni_version=cni_version,
+                   environ={} if environ is None else environ)
 
 
-@dataclass(frozen=True)
-class PluginFuncs:
+class PluginFuncs(_Frozen):
+    """The command functions of a plugin (CHECK, GC and STATUS are optional: no-ops when None)."""
+
+    __slots__ = ("add", "delete", "check", "gc", "status")
     add: Callable[[CmdArgs], Result]
     delete: Callable[[CmdArgs], None]
-    check: Callable[[CmdArgs], None] | None = None
-    gc: Callable[[CmdArgs], None] | None = None
-    status: Callable[[CmdArgs], None] | None = None
+    check: Callable[[CmdArgs], None] | None
+    gc: Callable[[CmdArgs], None] | None
+    status: Callable[[CmdArgs], None] | None
+
+    def __init__(self, add: Callable[[CmdArgs], Result], delete: Callable[[CmdArgs], None],
+                 check: Callable[[CmdArgs], None] | None = None, gc: Callable[[CmdArgs], None] | None = None,
+                 status: Callable[[CmdArgs], None] | None = None) -> None:
+        self._init(add=add, delete=delete, check=check, gc=gc, status=status)
 
 
 def validate_container_id(container_id: str) -> None:
@@ -248,6 +303,8 @@ def plugin_main(
         _write(stdout, err.to_dict(state["version"]))
         return 1
     except Exception as err:  # noqa: BLE001 - the one boundary that turns anything into spec JSON
+        import traceback  # only here: importing it costs every call milliseconds
+
         traceback.print_exc(file=stderr)
         _write(stdout, CniError(ErrCode.INTERNAL, f"internal error: {err}", type(err).__name__)
                .to_dict(state["version"]))

@@ -314,3 +314,25 @@ def test_client_never_falls_back_once_the_request_was_sent(reply: str) -> None:
     assert got == [b'{"cniVersion": "1.0.0"}']  # the agent had the request
     assert rc == 1  # not None: the launcher must not run the plugin in-process
     assert json.loads(sink.getvalue())["code"] == (999 if reply == "internal-error" else 11)
+
+
+@pytest.mark.parametrize("command", ["VERSION", "ADD"])
+def test_in_process_version_and_bad_input_stay_import_light(tmp_path: Path, command: str) -> None:
+    """VERSION, and a request skel rejects (ADD without its CNI_* variables), never load the
+    commands, pyroute2, libnftables, dataclasses or typing."""
+    import subprocess
+
+    home = Path(client.__file__).parents[3]
+    probe = tmp_path / "pynet"
+    probe.write_text((home / "cni-bin" / "pynet").read_text().replace("@PYNET_HOME@", str(home))
+                     .replace("sys.exit(status)", "sys.stderr.write('MODULES ' + ' '.join(sorted(sys.modules)))\n"
+                              "sys.exit(status)"))
+    proc = subprocess.run([sys.executable, "-IS", str(probe)], input=b'{"cniVersion": "1.0.0"}', capture_output=True,
+                          timeout=30, env={"CNI_COMMAND": command, "PYNET_CNI_SOCKET": "none"})
+    out = json.loads(proc.stdout)
+    assert (proc.returncode, out.get("code")) == ((0, None) if command == "VERSION" else (1, 4)), proc
+    loaded = set(proc.stderr.decode().rpartition("MODULES ")[2].split())
+    assert "pynet.cni.skel" in loaded
+    heavy = {"pyroute2", "nftables", "pynet.cni.commands", "pynet.cni.types", "dataclasses", "typing", "traceback",
+             "subprocess"}
+    assert not loaded & heavy, loaded & heavy
