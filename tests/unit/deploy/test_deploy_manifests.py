@@ -5,7 +5,8 @@ validates strictly against the Kubernetes 1.31 OpenAPI schemas (``kubernetes-val
 ``kubectl kustomize`` renders each variant with no cluster (an unreachable kubeconfig); the
 ClusterRole grants exactly get/list/watch on services, endpointslices and nodes plus patch on
 nodes, and is bound to the DaemonSet's service account; the DaemonSet's security posture
-(capabilities per backend, never privileged, RuntimeDefault seccomp, host network, tolerations,
+(capabilities per backend, never privileged unless the opt-in ``components/cni-fastpath`` is
+used, which adds exactly privileged mode, ``/run/netns`` and ``/opt/cni/bin``; RuntimeDefault seccomp, host network, tolerations,
 requests and limits, health probes on the health address the agent is given, NODE_NAME from the
 downward API, the hostPath mounts); every ConfigMap key the pod reads exists; the init container's
 and the agent's arguments are accepted by the real command-line parsers; the clean-up DaemonSet
@@ -357,3 +358,58 @@ def test_cluster_conflist_is_the_shipped_one() -> None:
     files outside its directory): one network definition, the same in the image and the ConfigMap."""
     shipped = DEPLOY.parent / "conf" / "10-pynet.conflist"
     assert (DEPLOY / "base" / "cni" / "10-pynet.conflist").read_bytes() == shipped.read_bytes()
+
+
+def _render_with_components(tmp_path: Path, *components: str) -> tuple[Obj, ...]:
+    """deploy/base plus ``components`` through a throwaway kustomization (as an operator would)."""
+    shutil.copytree(DEPLOY, tmp_path / "deploy")
+    (tmp_path / "cluster").mkdir()
+    (tmp_path / "cluster" / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": ["../deploy/base"],
+        "components": [f"../deploy/components/{c}" for c in components]}))
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/nonexistent",
+           "KUBECONFIG": "/nonexistent/kubeconfig"}
+    proc = subprocess.run([KUBECTL, "kustomize", str(tmp_path / "cluster")], capture_output=True, text=True,
+                          env=env, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    return tuple(d for d in yaml.safe_load_all(proc.stdout) if d)
+
+
+def test_cni_fastpath_component_adds_exactly_what_the_cni_server_needs(tmp_path: Path) -> None:
+    from pynet.daemon import cli as agent_cli
+
+    base = render(".")
+    objs = _render_with_components(tmp_path, "cni-fastpath")
+    for obj in objs:
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    # nothing but the DaemonSet changes
+    assert [o for o in objs if o["kind"] != "DaemonSet"] == [o for o in base if o["kind"] != "DaemonSet"]
+    want = json.loads(json.dumps(one(base, "DaemonSet")))
+    agent = container(want, "agent")
+    agent["args"].remove("--no-cni-server")
+    agent["securityContext"].update(privileged=True, allowPrivilegeEscalation=True)
+    agent["volumeMounts"] += [
+        {"name": "host-netns", "mountPath": "/run/netns", "mountPropagation": "HostToContainer"},
+        {"name": "cni-bin-dir", "mountPath": "/opt/cni/bin", "readOnly": True},
+    ]
+    want["spec"]["template"]["spec"]["volumes"].append(
+        {"name": "host-netns", "hostPath": {"path": "/run/netns", "type": "DirectoryOrCreate"}})
+    got = one(objs, "DaemonSet")
+    got_agent = container(got, "agent")
+    got_agent["volumeMounts"].sort(key=lambda m: m["mountPath"])
+    agent["volumeMounts"].sort(key=lambda m: m["mountPath"])
+    for spec in (got, want):
+        spec["spec"]["template"]["spec"]["volumes"].sort(key=lambda v: v["name"])
+    assert got == want
+    # the agent's parser now starts the CNI server
+    parser = argparse.ArgumentParser()
+    agent_cli.add_arguments(parser)
+    assert parser.parse_args(_expand(got_agent["args"], _pod_env(objs, got_agent))).no_cni_server is False
+
+
+def test_cni_fastpath_component_composes_with_a_backend(tmp_path: Path) -> None:
+    objs = _render_with_components(tmp_path, "backend-ebpf", "cni-fastpath")
+    agent = container(one(objs, "DaemonSet"), "agent")
+    assert agent["securityContext"]["capabilities"]["add"] == EBPF_CAPS
+    assert agent["securityContext"]["privileged"] is True and "--no-cni-server" not in agent["args"]
+    assert {"/sys/fs/bpf", "/run/netns"} <= {m["mountPath"] for m in agent["volumeMounts"]}
