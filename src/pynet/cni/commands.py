@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import logging
 import os
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pynet.cni import delegate, masq
 from pynet.cni.config import NetConf, parse_netconf
@@ -30,6 +31,9 @@ from pynet.cni.errors import CniError, ErrCode
 from pynet.cni.skel import CmdArgs, PluginFuncs
 from pynet.cni.types import DNS, Result
 from pynet.netlink.nsexec import NetnsExec
+
+if TYPE_CHECKING:
+    from pyroute2.iproute.linux import IPRoute
 
 __all__ = ["FUNCS", "Commands", "cmd_add", "cmd_check", "cmd_del", "cmd_gc", "cmd_status"]
 
@@ -85,15 +89,16 @@ class Commands:
         conf = _conf(args)
         _require_netns(args)
         driver = get_driver(conf.mode)
-        self._refuse_taken_ifname(args)
-        with ExitStack() as undo:
+        # One netlink socket into the pod for the whole ADD: the check below and the driver's work.
+        with self._pod(args) as pod, ExitStack() as undo:
+            self._refuse_taken_ifname(args, pod)
             ipam = delegate.delegate("ADD", conf.ipam_type, args)
             assert ipam is not None
             undo.callback(_release, conf, args)
             if not ipam.ips:
                 raise CniError(ErrCode.INVALID_NETWORK_CONFIG, f"IPAM plugin {conf.ipam_type} returned no address")
             routes = pod_routes(conf, ipam.ips, ipam.routes)
-            spec = replace(self._spec(conf, args, ipam), routes=routes)
+            spec = replace(self._spec(conf, args, ipam), routes=routes, pod=pod)
             interfaces = driver.attach(spec, undo)
             if conf.ip_masq:
                 masq.setup([ip.address for ip in ipam.ips], conf.name, args.container_id, args.ifname,
@@ -106,19 +111,25 @@ class Commands:
                  ",".join(str(ip.address) for ip in ips))
         return Result(args.cni_version, tuple(interfaces), ips, routes, _merge_dns(args.conf.get("dns"), ipam.dns))
 
-    def _refuse_taken_ifname(self, args: CmdArgs) -> None:
-        """Fail before IPAM when the pod already has ``CNI_IFNAME``: otherwise the rollback's IPAM DEL
-        would release the address of the attachment that owns that interface (a repeated ADD)."""
+    @contextmanager
+    def _pod(self, args: CmdArgs) -> Iterator[IPRoute]:
         from pynet.netlink.errors import NetnsNotFound
         from pynet.netlink.handle import iproute
-        from pynet.netlink.links import link_exists
 
-        try:
-            with iproute(args.netns, nsexec=self.nsexec) as pod:
-                taken = link_exists(pod, args.ifname)
+        handle = ExitStack()
+        try:  # only opening it is translated: errors of the work inside keep their own meaning
+            pod = handle.enter_context(iproute(args.netns, nsexec=self.nsexec))
         except NetnsNotFound as err:
             raise CniError(ErrCode.UNKNOWN_CONTAINER, f"network namespace {args.netns} does not exist") from err
-        if taken:
+        with handle:
+            yield pod
+
+    def _refuse_taken_ifname(self, args: CmdArgs, pod: IPRoute) -> None:
+        """Fail before IPAM when the pod already has ``CNI_IFNAME``: otherwise the rollback's IPAM DEL
+        would release the address of the attachment that owns that interface (a repeated ADD)."""
+        from pynet.netlink.links import link_exists
+
+        if link_exists(pod, args.ifname):
             raise CniError(ErrCode.INTERNAL, f"interface {args.ifname} already exists in {args.netns}",
                            f"container {args.container_id}: DEL the existing attachment first")
 

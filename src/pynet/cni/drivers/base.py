@@ -24,7 +24,8 @@ the namespace the plugin runs in).
 from __future__ import annotations
 
 import ipaddress
-from contextlib import ExitStack
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -32,7 +33,9 @@ from pynet.cni.config import NetConf
 from pynet.cni.errors import CniError, ErrCode
 from pynet.cni.types import Interface, IPAddress, IPConfig, Result, Route
 from pynet.netlink import addrs as nladdrs
+from pynet.netlink import sysctl
 from pynet.netlink.errors import NetlinkOpError
+from pynet.netlink.handle import iproute
 from pynet.netlink.nsexec import NetnsExec
 
 if TYPE_CHECKING:
@@ -40,8 +43,8 @@ if TYPE_CHECKING:
 
     from pynet.netlink.links import LinkInfo
 
-__all__ = ["CHECK_FAILED", "AttachmentSpec", "Driver", "check_pod", "configure_pod", "gateway_for", "pod_routes",
-           "pod_sysctls"]
+__all__ = ["CHECK_FAILED", "AttachmentSpec", "Driver", "check_pod", "configure_pod", "gateway_for", "pod_handle",
+           "pod_routes", "pod_sysctls"]
 
 #: plugin-specific error code (the spec reserves 100+ for plugins): CHECK found drift
 CHECK_FAILED = 100
@@ -61,6 +64,9 @@ class AttachmentSpec:
     nsexec: NetnsExec | None = None
     #: the config's prevResult (DEL/CHECK), if any: names the host-side links ADD made
     prev: Result | None = None
+    #: ADD: an open handle into ``netns`` the caller already holds (one netlink socket per pod and
+    #: request); a driver may use it instead of opening its own, and never closes it
+    pod: IPRoute | None = None
 
 
 class Driver(Protocol):
@@ -69,6 +75,20 @@ class Driver(Protocol):
     def detach(self, spec: AttachmentSpec) -> None: ...
 
     def check(self, spec: AttachmentSpec, prev: Result) -> None: ...
+
+
+@contextmanager
+def pod_handle(spec: AttachmentSpec, sysctls: Mapping[str, str] | None = None) -> Iterator[IPRoute]:
+    """A handle into the pod for ``spec``: the caller's open one (``spec.pod``, the sysctls then
+    written through :mod:`pynet.netlink.nsexec` on their own), else a new one whose creation writes
+    them. Raises NetnsNotFound/NetlinkOpError."""
+    if spec.pod is None:
+        with iproute(spec.netns, nsexec=spec.nsexec, sysctls=sysctls) as pod:
+            yield pod
+        return
+    if sysctls:
+        sysctl.write_in_netns(spec.netns, sysctls, spec.nsexec)
+    yield spec.pod
 
 
 def gateway_for(ip: IPConfig) -> IPAddress:

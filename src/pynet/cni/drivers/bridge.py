@@ -30,6 +30,7 @@ from pynet.cni.drivers.base import (
     check_pod,
     configure_pod,
     gateway_for,
+    pod_handle,
     pod_sysctls,
 )
 from pynet.cni.errors import CniError, ErrCode
@@ -107,8 +108,8 @@ class BridgeDriver:
                 raise _net_error(f"cannot configure bridge port {hostveth.name}", err) from err
             if br.mac in ("", ZERO_MAC):  # a portless bridge without a fixed MAC: it has one now
                 br = nllinks.get_link(host, index=br.index)
-        # One handle into the pod (its creation also writes the pod's sysctls).
-        with iproute(spec.netns, nsexec=spec.nsexec, sysctls=pod_sysctls(spec.ifname, spec.ips)) as pod:
+        # One handle into the pod (the caller's, if it holds one; the pod's sysctls are written too).
+        with pod_handle(spec, pod_sysctls(spec.ifname, spec.ips)) as pod:
             podveth = nllinks.get_link(pod, spec.ifname)
             with translating(f"set {spec.ifname} up"):
                 pod.link("set", index=podveth.index, state="up")
