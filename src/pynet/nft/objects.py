@@ -14,7 +14,6 @@ halfway through a kernel transaction.
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass
 
@@ -25,7 +24,6 @@ NFT_NAME_MAX = 255
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9/_.\-]*$")
 
 
-@functools.lru_cache(maxsize=1 << 17)  # a full sync checks each of ~40,000 chain names several times
 def check_name(name: str) -> str:
     """Return ``name`` if it is a valid nft identifier, else raise ValueError.
 

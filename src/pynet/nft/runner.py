@@ -29,8 +29,9 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, Literal, Protocol
 
 from pynet.nft.errors import NftError, NftUnavailable
@@ -136,10 +137,10 @@ class Nft:
             raise tx.err
         if not len(tx):
             return
-        text = str(tx)
         if EXTERNAL_OPS is not None and len(tx) >= EXTERNAL_OPS and self._nft_binary:
-            self._external(text)
+            self._external(tx)
             return
+        text = str(tx)
         try:
             self._cmd(text, "transaction")
         finally:
@@ -147,18 +148,42 @@ class Nft:
                 del text
                 release_free_heap()
 
-    def _external(self, text: str) -> None:
-        """Apply ``text`` as one batch through ``nft -f -`` (same atomicity as Nftables.cmd)."""
+    def _external(self, tx: Transaction) -> None:
+        """Apply ``tx`` as one batch through ``nft -f -`` (same atomicity as Nftables.cmd).
+
+        The text is streamed to nft as it is rendered, so it never exists whole in this process;
+        stderr goes to a file, so a chatty failure cannot block the pipe while we are writing.
+        """
         argv = [self._nft_binary or "nft", "-f", "-"]
+        first = ""
         try:
-            proc = subprocess.run(argv, input=text, capture_output=True, text=True, timeout=EXTERNAL_TIMEOUT, check=False)
+            with tempfile.TemporaryFile(mode="w+") as errors:
+                proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors, text=True)
+                assert proc.stdin is not None
+                try:
+                    write = proc.stdin.write
+                    for line in tx.lines():
+                        first = first or line
+                        write(line)
+                        write("\n")
+                    proc.stdin.close()
+                except BrokenPipeError:  # nft gave up early; its status and message tell why
+                    with suppress(OSError):
+                        proc.stdin.close()
+                try:
+                    rc = proc.wait(timeout=EXTERNAL_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    # killed before it committed, or it committed everything: the caller treats
+                    # any failure as "the kernel may differ from the record" and re-lists
+                    proc.kill()
+                    proc.wait()
+                    raise
+                errors.seek(0)
+                detail = errors.read()
         except (OSError, subprocess.TimeoutExpired) as err:
-            # a timed-out nft was killed before committing, or committed everything: the caller
-            # treats any failure as "the kernel may differ from the record" and re-lists
             raise NftError(f"running {argv[0]} -f - failed: {err}") from err
-        if proc.returncode != 0:
-            first = text.split("\n", 1)[0]
-            raise NftError(f"nft transaction failed (first command: {first!r})", detail=proc.stderr)
+        if rc != 0:
+            raise NftError(f"nft transaction failed (first command: {first!r})", detail=detail)
 
     def check(self, tx: Transaction) -> None:
         if tx.err is not None:

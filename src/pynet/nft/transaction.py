@@ -80,7 +80,7 @@ class Transaction:
         self.err: NftError | None = None
         #: set/map declarations known to the renderer (no operation; see declare())
         self.declared: dict[str, Set | Map] = {}
-        self._rendered: tuple[list[str], bool] | None = None  # cache; reset on any change
+        self._full: bool | None = None  # needs_chain_cache, once a rendering has run to the end
 
     def declare(self, *objs: Set | Map) -> None:
         """Make these sets/maps' declarations known, so element additions to them can be sent in the
@@ -88,7 +88,7 @@ class Transaction:
         """
         for obj in objs:
             self.declared[obj.name] = obj
-        self._rendered = None
+        self._full = None
 
     def _op(self, verb: str, obj: NftObject) -> None:
         if self.err is not None:
@@ -102,7 +102,7 @@ class Transaction:
             self.err = NftError(f"a rule may not contain ';' or newlines: {obj.rule!r}")
             return
         self._ops.append((verb, obj))
-        self._rendered = None
+        self._full = None
 
     def add(self, obj: NftObject) -> None:
         self._op("add", obj)
@@ -131,28 +131,27 @@ class Transaction:
         return iter(self.operations)
 
     def lines(self) -> Iterator[str]:
-        """The commands libnftables receives (see the module docstring for their forms).
+        """The commands libnftables receives (see the module docstring for their forms), rendered
+        as they are consumed (a 10,000-service full sync is 16 MB of text: never held twice).
 
         Consecutive element operations with the same verb and set/map become one command (up to
         ELEMENT_BATCH elements): libnftables' cost is per command, and 10,000 single-element commands
         take seconds. Consecutive rule additions to one chain become one chain block.
         """
-        yield from self._render()[0]
+        return self._render_now()
 
     @property
     def needs_chain_cache(self) -> bool:
         """True when libnftables 1.0.6 will dump every chain of the ruleset before applying this."""
-        return self._render()[1]
+        if self._full is None:
+            for _ in self._render_now():
+                pass
+        assert self._full is not None
+        return self._full
 
-    def _render(self) -> tuple[list[str], bool]:
-        if self._rendered is None:
-            self._rendered = self._render_now()
-        return self._rendered
-
-    def _render_now(self) -> tuple[list[str], bool]:
+    def _render_now(self) -> Iterator[str]:
         fam, table = self.family, self.table
         ops = self._ops
-        out: list[str] = []
         full = False
         specs: dict[str, Set | Map] = dict(self.declared)
         in_batch: set[str] = set()  # sets/maps libnftables will have in its cache for this batch
@@ -173,10 +172,10 @@ class Transaction:
                 bodies = ", ".join(o.body(verb) for _, o in ops[i:j])  # type: ignore[union-attr]
                 spec = specs.get(container)
                 if verb == "add" and spec is not None and compact:
-                    out.append(f"{spec.render('add', fam, table)[:-1]}elements = {{ {bodies} }} ; }}")
+                    yield f"{spec.render('add', fam, table)[:-1]}elements = {{ {bodies} }} ; }}"
                     in_batch.add(container)
                 else:
-                    out.append(f"{verb} element {fam} {table} {container} {{ {bodies} }}")
+                    yield f"{verb} element {fam} {table} {container} {{ {bodies} }}"
                     full = True
             elif kind is Rule and verb == "add" and compact and _refs_known(obj, in_batch):  # type: ignore[arg-type]
                 chain = obj.chain  # type: ignore[union-attr]
@@ -187,20 +186,19 @@ class Transaction:
                         break
                     rules.append(_block_rule(o))
                     j += 1
-                out.append(f"add chain {fam} {table} {chain} {{ {' ; '.join(rules)} ; }}")
+                yield f"add chain {fam} {table} {chain} {{ {' ; '.join(rules)} ; }}"
             else:
-                out.append(obj.render(verb, fam, table))
+                yield obj.render(verb, fam, table)
                 if isinstance(obj, (Set, Map)) and verb in ("add", "create"):
                     specs[obj.name] = obj
                     in_batch.add(obj.name)
                 full = full or verb in ("delete", "insert") or kind is Rule or (
                     kind is Table and verb in ("add", "create") and obj.comment is not None)  # type: ignore[union-attr]
             i = j
-        return out, full
+        self._full = full
 
     def __str__(self) -> str:
-        lines = self._render()[0]
-        return "\n".join(lines) + "\n" if lines else ""
+        return "".join(line + "\n" for line in self._render_now())
 
 
 def _refs_known(rule: Rule, in_batch: set[str]) -> bool:

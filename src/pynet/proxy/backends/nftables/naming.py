@@ -8,7 +8,6 @@ affinity sets append ``__<ip>/<port>`` and hash that too. All names fit NFT_NAME
 
 from __future__ import annotations
 
-import functools
 import hashlib
 
 from pynet.nft.objects import NFT_NAME_MAX, check_name
@@ -36,8 +35,9 @@ def _readable(sp: ServicePort) -> str:
     return f"{sp.name.service.namespace}/{sp.name.service.name}/{sp.protocol.value.lower()}/{port}"[:_READABLE_MAX]
 
 
-@functools.lru_cache(maxsize=65536)
 def _port_id(sp: ServicePort) -> str:
+    # N.B. no cache: a cache would keep 10,000 small strings alive among the rendering's
+    # short-lived ones (fragmentation), and port_chains() computes it once per port anyway
     readable = _readable(sp)
     return f"{_hash(f'{sp.family}/{readable}')}-{readable}"
 
