@@ -12,6 +12,16 @@ rules of attachments the runtime no longer lists. Changes are serialised by a fi
 teardown never deletes the table under a concurrent setup; each change is one nft transaction.
 Hazard: libnftables runs in the calling thread's network namespace (the node's, for the plugin and
 for the agent's server threads alike).
+
+Index (saves listing the table, which grows with the node's pods, on every ADD): the lock file holds
+a generation counter (8 bytes, big-endian) that every change made under the lock increments. A
+long-lived process (the agent's CNI server) remembers the set of records it last listed or wrote
+and the generation it saw; ``setup`` skips the listing only when the generation is unchanged AND
+the record is absent from that set. Anything else (first call of a process, another writer, the
+record looks present) lists as before. A writer that changes the table without the lock (an
+operator's ``nft flush ruleset``) can only make a remembered record look present, which is then
+verified by listing; the one unguarded outcome would be a second identical rule for one attachment
+if something outside pynet added our comment, which teardown removes together with the first.
 """
 
 from __future__ import annotations
@@ -42,16 +52,36 @@ def comment_for(network: str, container_id: str, ifname: str) -> str:
 
 
 @contextmanager
-def _locked() -> Iterator[None]:
-    """Threads of this process (the agent's server), then processes (plugins): one writer at a time."""
+def _locked() -> Iterator[int]:
+    """Threads of this process (the agent's server), then processes (plugins): one writer at a time.
+    Yields the lock file's descriptor (it holds the generation counter)."""
     with _CTX_LOCK:
         os.makedirs(os.path.dirname(LOCK_PATH), exist_ok=True)
         fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
+            yield fd
         finally:
             os.close(fd)
+
+
+#: records (comments) in the table as of generation ``_INDEX_GEN``; None: unknown. Guarded by _CTX_LOCK.
+_INDEX: set[str] | None = None
+_INDEX_GEN = -1
+
+
+def _generation(fd: int) -> int:
+    data = os.pread(fd, 8, 0)
+    return int.from_bytes(data, "big") if len(data) == 8 else 0
+
+
+def _remember(records: set[str] | None, fd: int, gen: int, changed: bool) -> None:
+    """After a listing (``changed=False``) or a change made under the lock (bump the generation)."""
+    global _INDEX, _INDEX_GEN
+    if changed:
+        gen += 1
+        os.pwrite(fd, gen.to_bytes(8, "big"), 0)
+    _INDEX, _INDEX_GEN = records, gen
 
 
 _CTX: Any = None
@@ -117,10 +147,15 @@ def setup(addrs: Iterable[IPv4Interface | IPv6Interface], network: str, containe
           exclude: Iterable[IPv4Network | IPv6Network] = ()) -> None:
     """Add the attachment's masquerade rules (idempotent: an existing record is kept)."""
     comment = comment_for(network, container_id, ifname)
-    with _locked():
+    with _locked() as fd:
         nft = _nft()
-        if any(r.get("comment") == comment for r in _rules(nft)):
-            return
+        gen = _generation(fd)
+        known = _INDEX if gen == _INDEX_GEN else None
+        if known is None or comment in known:  # see "Index" above: only a known absence skips the listing
+            known = {str(r.get("comment", "")) for r in _rules(nft)}
+            _remember(known, fd, gen, changed=False)
+            if comment in known:
+                return
         cmds: list[dict[str, Any]] = [
             {"add": {"table": {"family": FAMILY, "name": TABLE}}},
             {"add": {"chain": {"family": FAMILY, "table": TABLE, "name": CHAIN, "type": "nat",
@@ -128,38 +163,51 @@ def setup(addrs: Iterable[IPv4Interface | IPv6Interface], network: str, containe
         ]
         excluded = tuple(exclude)
         cmds += [{"add": _rule(a, comment, excluded)} for a in addrs]
-        _run(nft, cmds)
+        try:
+            _run(nft, cmds)
+        except BaseException:
+            _remember(None, fd, gen, changed=True)  # unknown now; others must not trust their index either
+            raise
+        _remember(known | {comment}, fd, gen, changed=True)
 
 
-def _delete(nft: Any, doomed: list[dict[str, Any]], remaining: int) -> None:
+def _delete(nft: Any, fd: int, rules: list[dict[str, Any]], doomed: list[dict[str, Any]]) -> None:
+    gen = _generation(fd)
+    left = [r for r in rules if not any(r is d for d in doomed)]
+    records = {str(r.get("comment", "")) for r in left}
     if not doomed:
+        _remember(records, fd, gen, changed=False)
         return
-    if remaining == 0:
-        _run(nft, [{"delete": {"table": {"family": FAMILY, "name": TABLE}}}])
-        return
-    _run(nft, [{"delete": {"rule": {"family": FAMILY, "table": TABLE, "chain": CHAIN, "handle": r["handle"]}}}
-               for r in doomed])
+    try:
+        if not left:
+            _run(nft, [{"delete": {"table": {"family": FAMILY, "name": TABLE}}}])
+        else:
+            _run(nft, [{"delete": {"rule": {"family": FAMILY, "table": TABLE, "chain": CHAIN,
+                                            "handle": r["handle"]}}} for r in doomed])
+    except BaseException:
+        _remember(None, fd, gen, changed=True)
+        raise
+    _remember(records, fd, gen, changed=True)
 
 
 def teardown(network: str, container_id: str, ifname: str) -> None:
     """Remove the attachment's rules; remove the table when it was the last user. Idempotent."""
     comment = comment_for(network, container_id, ifname)
-    with _locked():
+    with _locked() as fd:
         nft = _nft()
         rules = _rules(nft)
-        doomed = [r for r in rules if r.get("comment") == comment]
-        _delete(nft, doomed, len(rules) - len(doomed))
+        _delete(nft, fd, rules, [r for r in rules if r.get("comment") == comment])
 
 
 def gc(network: str, valid: set[tuple[str, str]]) -> int:
     """Remove this network's records whose (container id, ifname) is not in ``valid``; returns how many."""
     prefix = f"{network}/"
     keep = {comment_for(network, cid, ifn) for cid, ifn in valid}
-    with _locked():
+    with _locked() as fd:
         nft = _nft()
         rules = _rules(nft)
         doomed = [r for r in rules if str(r.get("comment", "")).startswith(prefix) and r.get("comment") not in keep]
-        _delete(nft, doomed, len(rules) - len(doomed))
+        _delete(nft, fd, rules, doomed)
     return len(doomed)
 
 
