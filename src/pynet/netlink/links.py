@@ -60,17 +60,20 @@ class LinkInfo:
     @classmethod
     def from_msg(cls, msg: Any) -> LinkInfo:
         flags = int(msg["flags"])
-        slave = msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_SLAVE_DATA")
+        # IFLA_LINKINFO looked up once (each get_nested walks the message's attributes again: this
+        # runs several times per CNI ADD)
+        info = msg.get("IFLA_LINKINFO")
+        kind = info.get("IFLA_INFO_KIND") if info is not None else None
+        slave = info.get("IFLA_INFO_SLAVE_DATA") if info is not None else None
         hairpin = None
         if slave is not None:
             mode = slave.get("IFLA_BRPORT_MODE")
             hairpin = bool(mode) if mode is not None else None
-        vx = msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA") if (
-            msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") == "vxlan") else None
+        vx = info.get("IFLA_INFO_DATA") if info is not None and kind == "vxlan" else None
         return cls(
             index=int(msg["index"]),
             name=str(msg.get("IFLA_IFNAME")),
-            kind=str(msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") or ""),
+            kind=str(kind or ""),
             mac=str(msg.get("IFLA_ADDRESS") or ""),
             mtu=int(msg.get("IFLA_MTU") or 0),
             up=bool(flags & IFF_UP),
