@@ -14,8 +14,9 @@ kernel objects to load into its cache before evaluating it (``nft_cache_evaluate
 6 µs per chain, 0.25 s with 10,000 services. ``add chain``/``add set``/``add map`` need only the table
 list, so the renderer sends
   * consecutive ``add`` rules of one chain as ``add chain T C { rule ; rule ; }`` (appends, same as
-    ``add rule``; the chain is created if missing, so a rule for a missing chain no longer fails),
-    unless a rule names a set this batch does not add (``@s``: it must be in the cache), and
+    ``add rule``) when this batch added or flushed C before (a block would create a missing chain,
+    where ``add rule`` fails with ENOENT; after ``add``/``flush chain`` both behave alike), unless a
+    rule names a set this batch does not add (``@s``: it must be in the cache), and
   * element additions to a set or map whose declaration is known (added in this transaction, or
     given to :meth:`Transaction.declare`) as ``add map T M { <declaration> ; elements = { ... } ; }``
     (the declaration is identical, so the kernel keeps the map and adds the elements).
@@ -155,6 +156,7 @@ class Transaction:
         full = False
         specs: dict[str, Set | Map] = dict(self.declared)
         in_batch: set[str] = set()  # sets/maps libnftables will have in its cache for this batch
+        chains: set[str] = set()  # chains added or flushed earlier in this batch
         compact = self.compact
         n = len(ops)
         i = 0
@@ -177,7 +179,8 @@ class Transaction:
                 else:
                     yield f"{verb} element {fam} {table} {container} {{ {bodies} }}"
                     full = True
-            elif kind is Rule and verb == "add" and compact and _refs_known(obj, in_batch):  # type: ignore[arg-type]
+            elif (kind is Rule and verb == "add" and compact and obj.chain in chains  # type: ignore[union-attr]
+                  and _refs_known(obj, in_batch)):  # type: ignore[arg-type]
                 chain = obj.chain  # type: ignore[union-attr]
                 rules = [_block_rule(obj)]  # type: ignore[arg-type]
                 while j < n:
@@ -189,6 +192,8 @@ class Transaction:
                 yield f"add chain {fam} {table} {chain} {{ {' ; '.join(rules)} ; }}"
             else:
                 yield obj.render(verb, fam, table)
+                if kind is Chain and verb in ("add", "create", "flush"):
+                    chains.add(obj.name)  # type: ignore[union-attr]
                 if isinstance(obj, (Set, Map)) and verb in ("add", "create"):
                     specs[obj.name] = obj
                     in_batch.add(obj.name)

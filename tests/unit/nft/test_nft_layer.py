@@ -48,7 +48,7 @@ def base(nft: FakeNft) -> Transaction:
         (Table(), "delete", "delete table ip pynet"),
         (Chain("c", "nat", "output", -100), "add", "add chain ip pynet c { type nat hook output priority -100 ; }"),
         (Chain("c"), "flush", "flush chain ip pynet c"),
-        (Rule("c", "accept", comment="x"), "add", 'add chain ip pynet c { accept comment "x" ; }'),
+        (Rule("c", "accept", comment="x"), "add", 'add rule ip pynet c accept comment "x"'),
         (Set("s", "ipv4_addr", ("dynamic", "timeout"), 30), "add",
          "add set ip pynet s { type ipv4_addr ; flags dynamic,timeout ; timeout 30s ; }"),
         (Map("m", "inet_proto . inet_service : verdict"), "add", "add map ip pynet m { type inet_proto . inet_service : verdict ; }"),
@@ -205,6 +205,7 @@ def test_rules_go_as_chain_blocks_and_elements_into_declared_maps() -> None:
     tx.add(Chain("c"))
     tx.add(Rule("c", "ip saddr @aff goto d"))
     tx.add(Rule("c", "goto d", comment="last"))
+    tx.flush(Chain("d"))
     tx.add(Rule("d", "accept"))
     tx.flush(Chain("e"))
     tx.add(Element("m", "tcp . 80", "goto c"))
@@ -213,25 +214,27 @@ def test_rules_go_as_chain_blocks_and_elements_into_declared_maps() -> None:
         "add set ip pynet aff { type ipv4_addr ; flags dynamic,timeout ; timeout 60s ; }",
         "add chain ip pynet c",
         'add chain ip pynet c { ip saddr @aff goto d ; goto d comment "last" ; }',
+        "flush chain ip pynet d",
         "add chain ip pynet d { accept ; }",
         "flush chain ip pynet e",
         'add map ip pynet m { type inet_proto . inet_service : verdict ; comment "dispatch" ; '
         "elements = { tcp . 80 : goto c, tcp . 81 : goto d } ; }",
     ]
     assert not tx.needs_chain_cache
-    assert len(tx) == 8
+    assert len(tx) == 9
 
 
 @pytest.mark.parametrize(
     ("build", "line"),
     [
         (lambda tx: tx.add(Rule("c", "ip saddr @elsewhere accept")), "add rule ip pynet c ip saddr @elsewhere accept"),
+        (lambda tx: tx.add(Rule("other", "accept")), "add rule ip pynet other accept"),
         (lambda tx: tx.add(Element("undeclared", "10.0.0.1")), "add element ip pynet undeclared { 10.0.0.1 }"),
         (lambda tx: tx.delete(Chain("c")), "delete chain ip pynet c"),
         (lambda tx: tx.insert(Rule("c", "accept")), "insert rule ip pynet c accept"),
         (lambda tx: tx.add(Table(comment="x")), 'add table ip pynet { comment "x" ; }'),
     ],
-    ids=["rule-with-unknown-set", "element-of-undeclared-set", "delete", "insert", "table-with-comment"],
+    ids=["rule-with-unknown-set", "rule-for-a-chain-not-added-or-flushed", "element-of-undeclared-set", "delete", "insert", "table-with-comment"],
 )
 def test_commands_that_need_the_chain_cache_keep_their_form(build: object, line: str) -> None:
     tx = Transaction("ip", "pynet")
