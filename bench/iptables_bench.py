@@ -281,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--sync-plan", default="nft:1000,nft:2000,legacy:1000,legacy:10000",
                     help="variant:services pairs (iptables-nft 1.8.9's restore is superlinear in chains: "
-                         "10,000 services take minutes even for the floor, see RESULTS-iptables.md)")
+                         "10,000 services take minutes even for the floor, see RESULTS.md)")
     ap.add_argument("--latency-sizes", default="10,10000")
     ap.add_argument("--latency-variant", default="legacy", help="iptables variant for the latency part")
     ap.add_argument("--runs", type=int, default=5)

@@ -15,7 +15,7 @@ from typing import Protocol
 __all__ = ["Exec", "ExecResult", "netns_exec", "subprocess_exec"]
 
 #: iptables-nft 1.8.9 needs minutes to restore 10,000 services (superlinear in chains, see
-#: bench/RESULTS-iptables.md); a tool still running after this long is treated as hung
+#: bench/RESULTS.md); a tool still running after this long is treated as hung
 DEFAULT_TIMEOUT = 900.0
 
 
