@@ -32,7 +32,7 @@ import os
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
+from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network, ip_network
 from typing import Any
 
 from pynet.cni.errors import CniError, ErrCode
@@ -44,7 +44,7 @@ TABLE = "pynet-cni"
 CHAIN = "postrouting"
 LOCK_PATH = "/run/pynet/cni-masq.lock"
 SRCNAT_PRIORITY = 100
-MULTICAST = {4: ("224.0.0.0", 4), 6: ("ff00::", 8)}
+MULTICAST = {4: ip_network("224.0.0.0/4"), 6: ip_network("ff00::/8")}
 
 
 def comment_for(network: str, container_id: str, ifname: str) -> str:
@@ -131,14 +131,12 @@ def _not_to(proto: str, net: IPv4Network | IPv6Network) -> dict[str, Any]:
 def _rule(addr: IPv4Interface | IPv6Interface, comment: str,
           exclude: Iterable[IPv4Network | IPv6Network] = ()) -> dict[str, Any]:
     proto = "ip" if addr.version == 4 else "ip6"
-    mc_addr, mc_len = MULTICAST[addr.version]
     exempt: list[IPv4Network | IPv6Network] = [n for n in exclude if n.version == addr.version]
     if not any(addr.network.subnet_of(n) for n in exempt):  # type: ignore[arg-type]
         exempt.insert(0, addr.network)  # the pod's own subnet is never masqueraded
     return {"rule": {"family": FAMILY, "table": TABLE, "chain": CHAIN, "comment": comment, "expr": [
         _match(proto, "saddr", "==", str(addr.ip)),
-        *(_not_to(proto, net) for net in exempt),
-        _match(proto, "daddr", "!=", {"prefix": {"addr": mc_addr, "len": mc_len}}),
+        *(_not_to(proto, net) for net in (*exempt, MULTICAST[addr.version])),
         {"masquerade": None},
     ]}}
 
